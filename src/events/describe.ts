@@ -1,0 +1,58 @@
+import { exitReasonName, ioQualification, kvmExitName, ExitReason, EptAccess } from "./exitReasons.ts"
+import type { VmEvent } from "./VmEvent.ts"
+
+const hex = (n: number, width = 0): string => `0x${(n >>> 0).toString(16).padStart(width, "0")}`
+
+const ioDetail = (q: number): string => {
+  const dir = ioQualification.isIn(q) ? "in" : "out"
+  const flags = `${ioQualification.isString(q) ? " string" : ""}${ioQualification.isRep(q) ? " rep" : ""}`
+  return `${dir} port ${hex(ioQualification.port(q), 4)} size ${ioQualification.size(q)}${flags}`
+}
+
+const eptDetail = (q: number): string =>
+  [q & EptAccess.READ ? "read" : "", q & EptAccess.WRITE ? "write" : "", q & EptAccess.FETCH ? "fetch" : ""].filter(Boolean).join("|") ||
+  "none"
+
+const printable = (bytes: Uint8Array): string =>
+  JSON.stringify(Array.from(bytes, (b) => String.fromCharCode(b)).join(""))
+
+/** The body of a one-line description, after the common `#seq t=time` prefix. */
+const body = (e: VmEvent): string => {
+  switch (e._tag) {
+    case "VmEntry":
+      return `kvm_entry rip ${hex(e.rip)}`
+    case "VmExit": {
+      const name = exitReasonName(e.reason)
+      const detail =
+        e.reason === ExitReason.IO_INSTRUCTION
+          ? ` ${ioDetail(e.qualification)}`
+          : e.reason === ExitReason.EPT_VIOLATION
+            ? ` ${eptDetail(e.qualification)} gpa ${hex(e.guestPhysical ?? 0)}`
+            : e.guestPhysical !== undefined
+              ? ` gpa ${hex(e.guestPhysical)}`
+              : ""
+      return `kvm_exit ${name} (${e.reason})${detail} rip ${hex(e.rip)} len ${e.instructionLength} -> ${e.handledIn}`
+    }
+    case "Pio":
+      return `kvm_pio ${e.direction} port ${hex(e.port, 4)} size ${e.size} count ${e.count} val ${e.values.map((v) => hex(v)).join(",")}`
+    case "Mmio":
+      return `kvm_mmio ${e.op} gpa ${hex(e.gpa)} len ${e.length} val ${hex(e.value)}`
+    case "PageFault":
+      return `kvm_page_fault gpa ${hex(e.gpa)} error ${hex(e.errorCode)} -> ${e.outcome}`
+    case "UserspaceExit":
+      return `kvm_userspace_exit ${kvmExitName(e.exitReason)} (${e.exitReason})${e.detail === undefined ? "" : `: ${e.detail}`}`
+    case "DeviceOutput":
+      return `device ${e.device} output ${printable(e.bytes)}`
+    case "Unassigned":
+      return `unassigned ${e.space} ${e.write ? "write" : "read"} ${hex(e.address)} size ${e.size}`
+    case "RunEnd": {
+      const r = e.registers
+      const status = e.exitCode === undefined ? "" : ` status ${e.exitCode}`
+      const message = e.message === undefined ? "" : ` (${e.message})`
+      return `run end: ${e.reason}${status}${message} eip ${hex(r.eip)} eflags ${hex(r.eflags)}`
+    }
+  }
+}
+
+/** One line per event, in the words of KVM's tracepoints: `#seq t=time vcpu0 ...`. */
+export const describeEvent = (e: VmEvent): string => `#${e.seq} t=${e.time} vcpu${e.vcpu} ${body(e)}`

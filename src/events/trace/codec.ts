@@ -1,0 +1,289 @@
+import { Either, ParseResult, Schema } from "effect"
+import type { VmEvent } from "../VmEvent.ts"
+import { TraceCorrupt } from "./errors.ts"
+import { type ByteSource, encodeFrame, magic, memorySource, readFrame, shortText } from "./framing.ts"
+import {
+  EventChunk,
+  formatVersion,
+  makeTraceHeader,
+  sha256Hex,
+  TraceEnd,
+  TraceHeader,
+  type TraceHeaderInput
+} from "./schema.ts"
+
+/**
+ * The trace layer: header, event chunks, end frame, and the checks that tie them
+ * together. Pure over bytes; the file writer and reader (file.ts) and the in-memory
+ * `encodeTrace` / `decodeTrace` all go through these two classes.
+ */
+
+export interface TraceSummary {
+  readonly eventCount: number
+  readonly chunkCount: number
+  /** Size of the trace in bytes, magic included. */
+  readonly bytes: number
+}
+
+/**
+ * Turns a header, chunks of events and the end into the bytes to append, keeping the
+ * byte offsets the end frame's index needs. Throws `TraceFrameTooLarge` (state unchanged).
+ */
+export class TraceEncoder {
+  private position = 0
+  private frameCount = 0
+  private eventCount = 0
+  private readonly chunkOffsets: Array<number> = []
+  private phase: "new" | "events" | "ended" = "new"
+
+  /** The magic and the header frame. */
+  start(header: TraceHeader): Uint8Array {
+    this.expect("new", "start")
+    const frame = encodeFrame(header, 0)
+    const bytes = new Uint8Array(magic.length + frame.length)
+    bytes.set(magic)
+    bytes.set(frame, magic.length)
+    this.advance(bytes)
+    this.phase = "events"
+    return bytes
+  }
+
+  /** One events frame, or nothing for no events. */
+  chunk(events: ReadonlyArray<VmEvent>): Uint8Array | undefined {
+    this.expect("events", "chunk")
+    if (events.length === 0) return undefined
+    const payload: EventChunk = { kind: "events", firstSeq: events[0].seq, events }
+    const frame = encodeFrame(payload, this.frameCount)
+    this.chunkOffsets.push(this.position)
+    this.eventCount += events.length
+    this.advance(frame)
+    return frame
+  }
+
+  /** The end frame: the index. */
+  end(): Uint8Array {
+    this.expect("events", "end")
+    const payload: TraceEnd = { kind: "end", eventCount: this.eventCount, chunkOffsets: this.chunkOffsets }
+    const frame = encodeFrame(payload, this.frameCount)
+    this.advance(frame)
+    this.phase = "ended"
+    return frame
+  }
+
+  get summary(): TraceSummary {
+    return { eventCount: this.eventCount, chunkCount: this.chunkOffsets.length, bytes: this.position }
+  }
+
+  private advance(bytes: Uint8Array): void {
+    this.position += bytes.length
+    this.frameCount++
+  }
+
+  private expect(phase: TraceEncoder["phase"], call: string): void {
+    if (this.phase !== phase) throw new Error(`TraceEncoder.${call}() called in phase ${this.phase}`)
+  }
+}
+
+/** A whole trace in memory; shares every byte of logic with the file writer. */
+export const encodeTrace = (
+  header: TraceHeaderInput,
+  chunks: Iterable<ReadonlyArray<VmEvent>>
+): Uint8Array => {
+  const encoder = new TraceEncoder()
+  const parts: Array<Uint8Array> = [encoder.start(makeTraceHeader(header))]
+  for (const events of chunks) {
+    const frame = encoder.chunk(events)
+    if (frame !== undefined) parts.push(frame)
+  }
+  parts.push(encoder.end())
+  const bytes = new Uint8Array(encoder.summary.bytes)
+  let at = 0
+  for (const part of parts) {
+    bytes.set(part, at)
+    at += part.length
+  }
+  return bytes
+}
+
+export type TraceStep =
+  | { readonly _tag: "Chunk"; readonly chunk: EventChunk; readonly offset: number }
+  /** A valid end frame; `error` if bytes follow it. */
+  | { readonly _tag: "End"; readonly end: TraceEnd; readonly error?: TraceCorrupt }
+  | { readonly _tag: "Corrupt"; readonly error: TraceCorrupt }
+
+const decodeOptions = { errors: "first", onExcessProperty: "ignore" } as const
+const decodeHeader = Schema.decodeUnknownEither(TraceHeader, decodeOptions)
+const decodeChunk = Schema.decodeUnknownEither(EventChunk, decodeOptions)
+const decodeEnd = Schema.decodeUnknownEither(TraceEnd, decodeOptions)
+
+/** The first schema issue as `path: message`, one short line. */
+const describeParseError = (error: ParseResult.ParseError): string => {
+  const issues = ParseResult.ArrayFormatter.formatErrorSync(error)
+  const first = issues[0]
+  if (first === undefined) return shortText(error.message)
+  const path = first.path.map((key, i) => (typeof key === "number" ? `[${key}]` : i === 0 ? String(key) : `.${String(key)}`)).join("")
+  // A literal union reports each member apart ("Expected 1, actual 3", "Expected 2, …"): merge them.
+  const samePath = issues.filter((issue) => issue.path.join("\0") === first.path.join("\0"))
+  const parts = samePath.map((issue) => /^Expected (.*), actual (.*)$/.exec(issue.message))
+  const message = samePath.length > 1 && parts.every((m) => m !== null && m[2] === parts[0]![2])
+    ? `Expected ${parts.map((m) => m![1]).join(" | ")}, actual ${parts[0]![2]}`
+    : first.message
+  return shortText(path === "" ? message : `${path}: ${message}`)
+}
+
+const kindOf = (value: unknown): unknown =>
+  typeof value === "object" && value !== null && !Array.isArray(value) ? (value as { kind?: unknown }).kind : undefined
+
+/**
+ * Reads a trace front to back from a `ByteSource`: `header()` once, then `next()` until
+ * an `End` or `Corrupt` step. Never throws for any bytes; only the source's I/O throws.
+ */
+export class TraceDecoder {
+  private position = magic.length
+  private frameIndex = 0
+  private eventCount = 0
+  private readonly chunkOffsets: Array<number> = []
+  private phase: "new" | "events" | "done" = "new"
+
+  constructor(private readonly source: ByteSource, private readonly path?: string) {}
+
+  header(): TraceHeader | TraceCorrupt {
+    if (this.phase !== "new") throw new Error("TraceDecoder.header() called twice")
+    this.phase = "done"
+    const { size } = this.source
+    if (size === 0) return this.corrupt(undefined, 0, "empty file: not a vmrr trace")
+    const head = this.source.read(0, magic.length)
+    for (let i = 0; i < head.length; i++) {
+      if (head[i] !== magic[i]) {
+        // The one mangling worth naming: CR LF turned into LF by a text-mode copy.
+        const lineEndings = head.length >= 6 && [0, 1, 2, 3, 4].every((j) => head[j] === magic[j]) && head[5] === 0x0a
+        return this.corrupt(undefined, i, lineEndings
+          ? "not a vmrr trace: bad magic (its CR LF became LF: was the file copied in text mode?)"
+          : "not a vmrr trace: bad magic")
+      }
+    }
+    if (head.length < magic.length) {
+      return this.corrupt(undefined, head.length, `truncated: the file ends inside the magic, after ${head.length} of 8 bytes`)
+    }
+    const read = readFrame(this.source, this.position, 0)
+    if (read._tag === "Eof") return this.corrupt(0, read.offset, `truncated: no header frame; the file ends at byte ${read.offset}`)
+    if (read._tag === "Damage") return this.corrupt(0, read.offset, read.reason)
+    const kind = kindOf(read.value)
+    if (kind !== "header") return this.corrupt(0, read.offset, `frame 0 is not a header (kind ${showKind(kind)})`)
+    const version = (read.value as { formatVersion?: unknown }).formatVersion
+    if (version !== formatVersion) {
+      return this.corrupt(0, read.offset, `frame 0 at byte ${read.offset}: format version ${String(version)} is not one this vmrr reads (${formatVersion})`)
+    }
+    const decoded = decodeHeader(read.value)
+    if (Either.isLeft(decoded)) return this.payloadError(read.index, read.offset, decoded.left)
+    const header = decoded.right
+    const computed = sha256Hex(header.image)
+    if (computed !== header.imageSha256) {
+      return this.corrupt(0, read.offset, `frame 0 at byte ${read.offset}: image hash mismatch (header says ${header.imageSha256.slice(0, 12)}…, image is ${computed.slice(0, 12)}…)`)
+    }
+    this.accept(read.end)
+    this.phase = "events"
+    return header
+  }
+
+  next(): TraceStep {
+    if (this.phase !== "events") throw new Error(`TraceDecoder.next() called in phase ${this.phase}`)
+    this.phase = "done"
+    const read = readFrame(this.source, this.position, this.frameIndex)
+    if (read._tag === "Eof") {
+      return this.fail(read.index, read.offset, `truncated: no end frame; the file ends at byte ${read.offset} after frame ${read.index - 1} (${this.eventCount} events in ${this.chunkOffsets.length} chunks intact)`)
+    }
+    if (read._tag === "Damage") return this.fail(read.index, read.offset, read.reason)
+    const where = `frame ${read.index} at byte ${read.offset}`
+    const kind = kindOf(read.value)
+    switch (kind) {
+      case "events": {
+        const decoded = decodeChunk(read.value)
+        if (Either.isLeft(decoded)) return { _tag: "Corrupt", error: this.payloadError(read.index, read.offset, decoded.left) }
+        const chunk = decoded.right
+        if (chunk.events.length > 0 && chunk.events[0].seq !== chunk.firstSeq) {
+          return this.fail(read.index, read.offset, `${where}: chunk says it starts at seq ${chunk.firstSeq}, its first event is seq ${chunk.events[0].seq}`)
+        }
+        this.chunkOffsets.push(read.offset)
+        this.eventCount += chunk.events.length
+        this.accept(read.end)
+        this.phase = "events"
+        return { _tag: "Chunk", chunk, offset: read.offset }
+      }
+      case "end": {
+        const decoded = decodeEnd(read.value)
+        if (Either.isLeft(decoded)) return { _tag: "Corrupt", error: this.payloadError(read.index, read.offset, decoded.left) }
+        const end = decoded.right
+        if (end.eventCount !== this.eventCount) {
+          return this.fail(read.index, read.offset, `${where}: end frame counts ${end.eventCount} events, the chunks hold ${this.eventCount}`)
+        }
+        const mismatch = indexMismatch(end.chunkOffsets, this.chunkOffsets)
+        if (mismatch !== undefined) return this.fail(read.index, read.offset, `${where}: end frame's chunk index disagrees with the chunks (${mismatch})`)
+        this.accept(read.end)
+        if (this.position < this.source.size) {
+          const extra = this.source.size - this.position
+          return { _tag: "End", end, error: this.corrupt(this.frameIndex, this.position, `${extra} bytes follow the end frame at byte ${this.position}`) }
+        }
+        return { _tag: "End", end }
+      }
+      case "header":
+        return this.fail(read.index, read.offset, `${where}: a second header (only frame 0 is a header)`)
+      default:
+        return this.fail(read.index, read.offset, `${where}: not a vmrr frame (kind ${showKind(kind)})`)
+    }
+  }
+
+  private accept(end: number): void {
+    this.position = end
+    this.frameIndex++
+  }
+
+  private fail(frame: number, offset: number, reason: string): TraceStep {
+    return { _tag: "Corrupt", error: this.corrupt(frame, offset, reason) }
+  }
+
+  private payloadError(frame: number, offset: number, error: ParseResult.ParseError): TraceCorrupt {
+    return this.corrupt(frame, offset, `frame ${frame} at byte ${offset}: payload does not decode: ${describeParseError(error)}`)
+  }
+
+  private corrupt(frame: number | undefined, offset: number, reason: string): TraceCorrupt {
+    return new TraceCorrupt({ ...(this.path === undefined ? {} : { path: this.path }), ...(frame === undefined ? {} : { frame }), offset, reason })
+  }
+}
+
+const showKind = (kind: unknown): string =>
+  kind === undefined ? "missing" : typeof kind === "string" ? JSON.stringify(shortText(kind, 40)) : typeof kind
+
+const indexMismatch = (listed: ReadonlyArray<number>, read: ReadonlyArray<number>): string | undefined => {
+  for (let i = 0; i < Math.min(listed.length, read.length); i++) {
+    if (listed[i] !== read[i]) return `chunk ${i} is at byte ${read[i]}, the index says ${listed[i]}`
+  }
+  return listed.length === read.length ? undefined : `the index lists ${listed.length} chunks, the file has ${read.length}`
+}
+
+/** Everything intact in a trace, and the damage if any. Never throws. */
+export interface DecodedTrace {
+  readonly header?: TraceHeader
+  readonly chunks: ReadonlyArray<EventChunk>
+  readonly end?: TraceEnd
+  readonly error?: TraceCorrupt
+}
+
+export const decodeTrace = (bytes: Uint8Array): DecodedTrace => {
+  const decoder = new TraceDecoder(memorySource(bytes))
+  const header = decoder.header()
+  if (header instanceof TraceCorrupt) return { chunks: [], error: header }
+  const chunks: Array<EventChunk> = []
+  for (;;) {
+    const step = decoder.next()
+    switch (step._tag) {
+      case "Chunk":
+        chunks.push(step.chunk)
+        continue
+      case "End":
+        return step.error === undefined ? { header, chunks, end: step.end } : { header, chunks, end: step.end, error: step.error }
+      case "Corrupt":
+        return { header, chunks, error: step.error }
+    }
+  }
+}

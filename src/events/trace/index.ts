@@ -1,0 +1,18 @@
+/** The `.vmrr` trace file format: see DESIGN.md, "Trace files". */
+export { decodeTrace, type DecodedTrace, encodeTrace, TraceDecoder, TraceEncoder, type TraceStep, type TraceSummary } from "./codec.ts"
+export { eventsEqual } from "./equality.ts"
+export { TraceCorrupt, type TraceError, TraceFrameTooLarge, TraceIoError, type TraceWriteError } from "./errors.ts"
+export { magic, maxPayloadBytes } from "./framing.ts"
+export { eventToJson } from "./json.ts"
+export { openTrace, type OpenTrace, readTraceEvents, readTraceHeader } from "./reader.ts"
+export {
+  EventChunk,
+  formatVersion,
+  makeTraceHeader,
+  producer,
+  TraceEnd,
+  TraceHeader,
+  type TraceHeaderInput,
+  VmEventWire
+} from "./schema.ts"
+export { openTraceWriter, traceSink, type TraceWriter, writeTrace } from "./writer.ts"

@@ -1,0 +1,101 @@
+import * as fs from "node:fs"
+import { Chunk, Effect, type Scope, Sink, Stream } from "effect"
+import type { VmEvent } from "../VmEvent.ts"
+import { TraceEncoder, type TraceSummary } from "./codec.ts"
+import { ioError, TraceFrameTooLarge, type TraceWriteError } from "./errors.ts"
+import { makeTraceHeader, type TraceHeader, type TraceHeaderInput } from "./schema.ts"
+
+/**
+ * Writing `.vmrr` files: one synchronous write per frame, straight to the final path,
+ * so an interrupted recording leaves every chunk written so far readable.
+ */
+
+export interface TraceWriter {
+  readonly path: string
+  readonly header: TraceHeader
+  /** Appends one events frame (nothing for no events). */
+  readonly writeChunk: (events: ReadonlyArray<VmEvent>) => Effect.Effect<void, TraceWriteError>
+  /**
+   * Writes the end frame and closes the file. Without it the trace stays readable but
+   * is reported as truncated, which is what a failed or interrupted recording is.
+   */
+  readonly close: Effect.Effect<TraceSummary, TraceWriteError>
+}
+
+const writeAll = (fd: number, bytes: Uint8Array): void => {
+  let done = 0
+  while (done < bytes.length) done += fs.writeSync(fd, bytes, done, bytes.length - done)
+}
+
+/**
+ * Creates (or replaces) `path` and writes the magic and header. The file is closed when
+ * the scope ends; call `close` first for a complete trace.
+ */
+export const openTraceWriter = (
+  path: string,
+  input: TraceHeaderInput
+): Effect.Effect<TraceWriter, TraceWriteError, Scope.Scope> =>
+  Effect.gen(function*() {
+    const file = yield* Effect.acquireRelease(
+      Effect.try({ try: () => ({ fd: fs.openSync(path, "w"), open: true }), catch: (e) => ioError(path, "open", e) }),
+      // Still open only without `close` (failure, interruption): the trace is incomplete anyway.
+      (file) => Effect.ignore(Effect.try(() => {
+        if (file.open) {
+          file.open = false
+          fs.closeSync(file.fd)
+        }
+      }))
+    )
+    const encoder = new TraceEncoder()
+    // After a failed write the file's end is unknown: later frames would sit at the wrong offsets.
+    let failed: TraceWriteError | undefined
+    const append = (frame: () => Uint8Array | undefined): Effect.Effect<void, TraceWriteError> =>
+      Effect.suspend(() => {
+        if (failed !== undefined) return Effect.fail(failed)
+        if (!file.open) return Effect.dieMessage(`trace ${path} written after close`)
+        return Effect.try({
+          try: () => {
+            const bytes = frame()
+            if (bytes !== undefined) writeAll(file.fd, bytes)
+          },
+          catch: (e) => e instanceof TraceFrameTooLarge ? e : (failed = ioError(path, "write", e))
+        })
+      })
+    const header = makeTraceHeader(input)
+    yield* append(() => encoder.start(header))
+    return {
+      path,
+      header,
+      writeChunk: (events) => append(() => encoder.chunk(events)),
+      close: append(() => encoder.end()).pipe(
+        Effect.zipRight(Effect.try({
+          try: () => {
+            file.open = false
+            fs.closeSync(file.fd)
+            return encoder.summary
+          },
+          catch: (e) => ioError(path, "close", e)
+        }))
+      )
+    }
+  })
+
+/**
+ * A sink that records a stream into a trace, one trace chunk per stream chunk
+ * (`Stream.rechunk` first to choose the size), and ends it when the stream does.
+ */
+export const traceSink = (
+  path: string,
+  header: TraceHeaderInput
+): Sink.Sink<TraceSummary, VmEvent, never, TraceWriteError> =>
+  Sink.unwrapScoped(Effect.map(openTraceWriter(path, header), (writer) =>
+    Sink.forEachChunk((events: Chunk.Chunk<VmEvent>) => writer.writeChunk(Chunk.toReadonlyArray(events))).pipe(
+      Sink.mapEffect(() => writer.close)
+    )))
+
+/** Records `events` into a trace at `path`. A failing stream leaves a truncated trace. */
+export const writeTrace = <E, R>(
+  path: string,
+  header: TraceHeaderInput,
+  events: Stream.Stream<VmEvent, E, R>
+): Effect.Effect<TraceSummary, E | TraceWriteError, R> => Stream.run(events, traceSink(path, header))

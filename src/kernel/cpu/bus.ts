@@ -1,0 +1,42 @@
+/**
+ * What the interpreter sees outside itself, as a CPU in VMX non-root mode does:
+ * guest-physical memory (through EPT) and the instructions that cause VM exits.
+ * The kernel's vCPU implements both; the interpreter knows nothing of KVM.
+ *
+ * Leaving the CPU: any method here may throw {@link LEAVE_CPU}. The interpreter
+ * then abandons the instruction (or the current iteration of a rep string
+ * instruction) with EIP at its first byte, exactly as a VM exit or a fault leaves
+ * it, and returns from `run`. When the kernel has the data the access needed
+ * (an MMIO read value, a port read value, a completed write), it steps the same
+ * instruction again and the access returns normally. For this to be exact, an
+ * instruction performs every memory access and every call below before it
+ * commits any architectural state (registers, flags, EIP, segments).
+ */
+export interface PhysicalMemory {
+  read8(gpa: number): number
+  read16(gpa: number): number
+  read32(gpa: number): number
+  write8(gpa: number, value: number): void
+  write16(gpa: number, value: number): void
+  write32(gpa: number, value: number): void
+}
+
+/** I/O access size in bytes. */
+export type IoSize = 1 | 2 | 4
+
+export interface ExitingInstructions {
+  /** IN/INS. `qualification` is the Intel exit qualification for I/O instructions (SDM Vol. 3C, Table 28-5). */
+  portIn(port: number, size: IoSize, qualification: number): number
+  /** OUT/OUTS. */
+  portOut(port: number, size: IoSize, value: number, qualification: number): void
+  /** CPUID: reads EAX/ECX from the CPU state and writes EAX, EBX, ECX, EDX back. */
+  cpuid(): void
+  /** HLT, called before the instruction retires. */
+  hlt(): void
+}
+
+/** Thrown (never constructed per access) to leave the interpreter mid-instruction. */
+export class LeaveCpu {
+  readonly _tag = "LeaveCpu"
+}
+export const LEAVE_CPU = new LeaveCpu()

@@ -1,0 +1,329 @@
+import type { EventLog } from "../events/EventLog.ts"
+import { ExitReason, KvmExit, KvmInternalError } from "../events/exitReasons.ts"
+import type { CpuidEntry, KvmRegs, KvmRunExit, KvmSregs, KvmVcpuApi } from "./api.ts"
+import { LEAVE_CPU, LeaveCpu, type ExitingInstructions, type IoSize } from "./cpu/bus.ts"
+import { Cpu, CpuStop, Reg, Seg } from "./cpu/cpu.ts"
+import { Ept, type EptExits } from "./ept.ts"
+import type { Memslots } from "./memslots.ts"
+import { accessRightsOf, segmentOf } from "./segments.ts"
+
+/** One access the emulator completed with userspace's help, replayed when the instruction runs again. */
+interface Completion {
+  readonly kind: "pio" | "mmio"
+  readonly address: number
+  readonly size: number
+  readonly isWrite: boolean
+  readonly value: number
+}
+
+const hex = (n: number): string => `0x${(n >>> 0).toString(16)}`
+
+/**
+ * A vCPU as kvm.ko runs it: the interpreter plays VMX non-root; this class plays the
+ * VM-exit handlers. Exits KVM can finish itself (CPUID, EPT violations on RAM) are
+ * handled inline and the guest re-entered; the rest leave KVM_RUN for userspace.
+ *
+ * An instruction that needs userspace (port I/O, MMIO) is abandoned with EIP on it;
+ * when userspace has answered, the next KVM_RUN executes it again with the answers
+ * queued as completions, as KVM's emulator does with `complete_userspace_io`.
+ */
+export class Vcpu implements KvmVcpuApi, ExitingInstructions, EptExits {
+  readonly cpu: Cpu
+  private cpuidTable: ReadonlyArray<CpuidEntry> = []
+  private kickTime = Number.POSITIVE_INFINITY
+
+  /** The exit KVM_RUN returned last, read back on the next run (IN and MMIO read data). */
+  private pendingExit: KvmRunExit | undefined
+  private readonly completions: Completion[] = []
+  private completionCursor = 0
+  /** Re-executing an instruction that left for userspace: further accesses are part of the same emulation. */
+  private emulating = false
+  /** The VM exit for the current instruction is already in the log. */
+  private exitLogged = false
+
+  constructor(
+    readonly id: number,
+    memslots: Memslots,
+    private readonly log: EventLog
+  ) {
+    this.cpu = new Cpu(new Ept(memslots, this), this)
+    this.cpu.resetToRealMode()
+  }
+
+  get instructionsRetired(): number {
+    return this.cpu.retired
+  }
+
+  kickAt(instructionsRetired: number): void {
+    this.kickTime = instructionsRetired
+  }
+
+  setCpuid(entries: ReadonlyArray<CpuidEntry>): void {
+    this.cpuidTable = entries.map((e) => ({ ...e }))
+  }
+
+  // ---- KVM_RUN -------------------------------------------------------------
+
+  run(): KvmRunExit {
+    if (this.pendingExit !== undefined) this.completeUserspaceExit(this.pendingExit)
+    this.pendingExit = undefined
+    this.logEntry()
+    const cpu = this.cpu
+    for (;;) {
+      let stop: CpuStop
+      if (this.emulating) {
+        this.completionCursor = 0
+        this.exitLogged = true
+        stop = this.guarded(1)
+        if (stop !== CpuStop.Left) {
+          this.emulating = false
+          this.completions.length = 0
+        }
+        if (stop === CpuStop.Budget) continue
+      } else {
+        const budget = this.kickTime - cpu.retired
+        if (budget <= 0) return this.leave({ _tag: "KVM_EXIT_INTR", exitReason: KvmExit.KVM_EXIT_INTR }, "instruction budget reached")
+        this.exitLogged = false
+        stop = this.guarded(budget)
+        if (stop === CpuStop.Budget) continue
+      }
+      switch (stop) {
+        case CpuStop.Left:
+          this.emulating = true
+          return this.leave(this.pendingExit!)
+        case CpuStop.Stop:
+          return this.leave({ _tag: "KVM_EXIT_HLT", exitReason: KvmExit.KVM_EXIT_HLT })
+        case CpuStop.TripleFault:
+          this.logExit(ExitReason.TRIPLE_FAULT, 0, "userspace")
+          return this.leave({ _tag: "KVM_EXIT_SHUTDOWN", exitReason: KvmExit.KVM_EXIT_SHUTDOWN })
+        default: {
+          const e = cpu.internalError
+          const bytes = e ? e.bytes.map((b) => b.toString(16).padStart(2, "0")).join(" ") : ""
+          const detail = e
+            ? `emulation failure at ${hex(e.address)}: ${e.reason} [${bytes}]`
+            : "emulation failure: the interpreter stopped without saying why"
+          return this.leave(
+            { _tag: "KVM_EXIT_INTERNAL_ERROR", exitReason: KvmExit.KVM_EXIT_INTERNAL_ERROR, suberror: KvmInternalError.KVM_INTERNAL_ERROR_EMULATION, detail },
+            detail
+          )
+        }
+      }
+    }
+  }
+
+  /** Runs the interpreter; a JS exception from it is a model bug, reported as an emulation failure, never thrown. */
+  private guarded(budget: number): CpuStop {
+    try {
+      return this.cpu.run(budget)
+    } catch (cause) {
+      if (cause instanceof LeaveCpu) throw new Error("LEAVE_CPU escaped the interpreter")
+      const reason = cause instanceof Error ? cause.message : String(cause)
+      this.cpu.internalError = { address: this.cpu.instructionStart, bytes: [], reason: `interpreter bug: ${reason}` }
+      return CpuStop.InternalError
+    }
+  }
+
+  private leave(exit: KvmRunExit, detail?: string): KvmRunExit {
+    this.log.push({
+      _tag: "UserspaceExit",
+      seq: this.log.nextSeq,
+      vcpu: this.id,
+      time: this.cpu.retired,
+      exitReason: exit.exitReason,
+      ...(detail === undefined ? {} : { detail })
+    })
+    this.pendingExit = exit
+    return exit
+  }
+
+  /** Userspace answered the last exit: queue its data for the instruction's second execution. */
+  private completeUserspaceExit(exit: KvmRunExit): void {
+    if (exit._tag === "KVM_EXIT_IO") {
+      const value = readLe(exit.data, exit.size)
+      if (exit.direction === "in") this.logPio("in", exit.port, exit.size, value)
+      this.completions.push({ kind: "pio", address: exit.port, size: exit.size, isWrite: exit.direction === "out", value })
+    } else if (exit._tag === "KVM_EXIT_MMIO") {
+      const value = readLe(exit.data, exit.len)
+      if (!exit.isWrite) this.logMmio("read", exit.physAddr, exit.len, value)
+      this.completions.push({ kind: "mmio", address: exit.physAddr, size: exit.len, isWrite: exit.isWrite, value })
+    }
+  }
+
+  /** The next queued completion if it answers this access; otherwise undefined (the access must leave). */
+  private takeCompletion(kind: "pio" | "mmio", address: number, size: number, isWrite: boolean): Completion | undefined {
+    if (this.completionCursor >= this.completions.length) return undefined
+    const c = this.completions[this.completionCursor]
+    if (c.kind !== kind || c.address !== address || c.size !== size || c.isWrite !== isWrite) {
+      throw new Error(
+        `re-executed instruction made a different access (${kind} ${hex(address)}/${size}${isWrite ? " write" : ""}) than the one userspace completed (${c.kind} ${hex(c.address)}/${c.size}${c.isWrite ? " write" : ""})`
+      )
+    }
+    this.completionCursor++
+    return c
+  }
+
+  // ---- exits raised by the interpreter ---------------------------------------
+
+  portIn(port: number, size: IoSize, qualification: number): number {
+    const done = this.takeCompletion("pio", port, size, false)
+    if (done !== undefined) return done.value
+    this.logExitOnce(ExitReason.IO_INSTRUCTION, qualification, "userspace")
+    this.pendingExit = { _tag: "KVM_EXIT_IO", exitReason: KvmExit.KVM_EXIT_IO, direction: "in", port, size, count: 1, data: new Uint8Array(size) }
+    throw LEAVE_CPU
+  }
+
+  portOut(port: number, size: IoSize, value: number, qualification: number): void {
+    if (this.takeCompletion("pio", port, size, true) !== undefined) return
+    this.logExitOnce(ExitReason.IO_INSTRUCTION, qualification, "userspace")
+    this.logPio("out", port, size, value)
+    this.pendingExit = { _tag: "KVM_EXIT_IO", exitReason: KvmExit.KVM_EXIT_IO, direction: "out", port, size, count: 1, data: writeLe(value, size) }
+    throw LEAVE_CPU
+  }
+
+  mmioRead(gpa: number, len: 1 | 2 | 4): number {
+    const done = this.takeCompletion("mmio", gpa, len, false)
+    if (done !== undefined) return done.value
+    this.logExitOnce(ExitReason.EPT_MISCONFIG, 0, "userspace", gpa)
+    this.logMmio("unsatisfied-read", gpa, len, 0)
+    this.pendingExit = { _tag: "KVM_EXIT_MMIO", exitReason: KvmExit.KVM_EXIT_MMIO, physAddr: gpa, isWrite: false, len, data: new Uint8Array(len) }
+    throw LEAVE_CPU
+  }
+
+  mmioWrite(gpa: number, len: 1 | 2 | 4, value: number): void {
+    if (this.takeCompletion("mmio", gpa, len, true) !== undefined) return
+    this.logExitOnce(ExitReason.EPT_MISCONFIG, 0, "userspace", gpa)
+    this.logMmio("write", gpa, len, value)
+    this.pendingExit = { _tag: "KVM_EXIT_MMIO", exitReason: KvmExit.KVM_EXIT_MMIO, physAddr: gpa, isWrite: true, len, data: writeLe(value, len) }
+    throw LEAVE_CPU
+  }
+
+  eptViolation(gpa: number, access: number, outcome: "mapped" | "mmio"): void {
+    const inKernel = outcome === "mapped"
+    this.logExit(ExitReason.EPT_VIOLATION, access, inKernel ? "kernel" : "userspace", gpa)
+    this.log.push({ _tag: "PageFault", seq: this.log.nextSeq, vcpu: this.id, time: this.cpu.retired, gpa, errorCode: access, outcome })
+    if (inKernel) this.logEntry()
+    // An MMIO frame's first access is emulated right away, under this same exit.
+    else this.exitLogged = true
+  }
+
+  cpuid(): void {
+    this.logExit(ExitReason.CPUID, 0, "kernel")
+    const regs = this.cpu.regs
+    const leaf = regs[Reg.EAX]
+    const subleaf = regs[Reg.ECX]
+    const entry = this.lookupCpuid(leaf, subleaf)
+    regs[Reg.EAX] = entry?.eax ?? 0
+    regs[Reg.EBX] = entry?.ebx ?? 0
+    regs[Reg.ECX] = entry?.ecx ?? 0
+    regs[Reg.EDX] = entry?.edx ?? 0
+    this.logEntry()
+  }
+
+  hlt(): void {
+    this.logExit(ExitReason.HLT, 0, "userspace")
+    this.cpu.requestStop()
+  }
+
+  /** KVM's kvm_cpuid(): an exact entry, else Intel's rule that a basic leaf past the maximum reads as the maximum basic leaf. */
+  private lookupCpuid(leaf: number, subleaf: number): CpuidEntry | undefined {
+    const find = (fn: number) => this.cpuidTable.find((e) => e.function === fn && (!e.significantIndex || e.index === subleaf))
+    const exact = find(leaf)
+    if (exact !== undefined) return exact
+    const maxBasic = this.cpuidTable.find((e) => e.function === 0)?.eax ?? 0
+    if (leaf > maxBasic && leaf < 0x40000000) return find(maxBasic)
+    return undefined
+  }
+
+  // ---- events ---------------------------------------------------------------
+
+  private logEntry(): void {
+    this.log.push({ _tag: "VmEntry", seq: this.log.nextSeq, vcpu: this.id, time: this.cpu.retired, rip: this.cpu.eip >>> 0 })
+  }
+
+  private logExitOnce(reason: number, qualification: number, handledIn: "kernel" | "userspace", gpa?: number): void {
+    if (this.exitLogged) return
+    this.exitLogged = true
+    this.logExit(reason, qualification, handledIn, gpa)
+  }
+
+  private logExit(reason: number, qualification: number, handledIn: "kernel" | "userspace", gpa?: number): void {
+    const cpu = this.cpu
+    this.log.push({
+      _tag: "VmExit",
+      seq: this.log.nextSeq,
+      vcpu: this.id,
+      time: cpu.retired,
+      reason,
+      qualification: qualification >>> 0,
+      ...(gpa === undefined ? {} : { guestPhysical: gpa >>> 0 }),
+      rip: cpu.instructionStart >>> 0,
+      instructionLength: cpu.instructionLength,
+      handledIn
+    })
+  }
+
+  private logPio(direction: "in" | "out", port: number, size: IoSize, value: number): void {
+    this.log.push({ _tag: "Pio", seq: this.log.nextSeq, vcpu: this.id, time: this.cpu.retired, direction, port, size, count: 1, values: [value >>> 0] })
+  }
+
+  private logMmio(op: "read" | "write" | "unsatisfied-read", gpa: number, length: 1 | 2 | 4, value: number): void {
+    this.log.push({ _tag: "Mmio", seq: this.log.nextSeq, vcpu: this.id, time: this.cpu.retired, op, gpa, length, value: value >>> 0 })
+  }
+
+  // ---- register ioctls ---------------------------------------------------------
+
+  getRegs(): KvmRegs {
+    const r = this.cpu.regs
+    return {
+      rax: r[Reg.EAX], rbx: r[Reg.EBX], rcx: r[Reg.ECX], rdx: r[Reg.EDX],
+      rsi: r[Reg.ESI], rdi: r[Reg.EDI], rsp: r[Reg.ESP], rbp: r[Reg.EBP],
+      rip: this.cpu.eip >>> 0, rflags: this.cpu.getEflags() >>> 0
+    }
+  }
+
+  setRegs(regs: KvmRegs): void {
+    const r = this.cpu.regs
+    r[Reg.EAX] = regs.rax; r[Reg.EBX] = regs.rbx; r[Reg.ECX] = regs.rcx; r[Reg.EDX] = regs.rdx
+    r[Reg.ESI] = regs.rsi; r[Reg.EDI] = regs.rdi; r[Reg.ESP] = regs.rsp; r[Reg.EBP] = regs.rbp
+    this.cpu.eip = regs.rip >>> 0
+    this.cpu.setEflags(regs.rflags)
+  }
+
+  getSregs(): KvmSregs {
+    const c = this.cpu
+    const seg = (s: Seg) => segmentOf(c.segSelector[s], c.segBase[s], c.segLimit[s], c.segAttr[s])
+    return {
+      cs: seg(Seg.CS), ds: seg(Seg.DS), es: seg(Seg.ES), fs: seg(Seg.FS), gs: seg(Seg.GS), ss: seg(Seg.SS),
+      gdt: { base: c.gdtrBase >>> 0, limit: c.gdtrLimit },
+      idt: { base: c.idtrBase >>> 0, limit: c.idtrLimit },
+      cr0: c.cr0 >>> 0, cr2: c.cr2 >>> 0, cr3: c.cr3 >>> 0, cr4: c.cr4 >>> 0
+    }
+  }
+
+  setSregs(sregs: KvmSregs): void {
+    const c = this.cpu
+    const put = (s: Seg, v: KvmSregs["cs"]) => {
+      c.segSelector[s] = v.selector
+      c.segBase[s] = v.base
+      c.segLimit[s] = v.limit
+      c.segAttr[s] = accessRightsOf(v)
+    }
+    put(Seg.CS, sregs.cs); put(Seg.DS, sregs.ds); put(Seg.ES, sregs.es)
+    put(Seg.FS, sregs.fs); put(Seg.GS, sregs.gs); put(Seg.SS, sregs.ss)
+    c.gdtrBase = sregs.gdt.base; c.gdtrLimit = sregs.gdt.limit
+    c.idtrBase = sregs.idt.base; c.idtrLimit = sregs.idt.limit
+    c.cr0 = sregs.cr0; c.cr2 = sregs.cr2; c.cr3 = sregs.cr3; c.cr4 = sregs.cr4
+  }
+}
+
+const readLe = (data: Uint8Array, size: number): number => {
+  let v = 0
+  for (let i = 0; i < size; i++) v |= data[i] << (8 * i)
+  return v >>> 0
+}
+
+const writeLe = (value: number, size: number): Uint8Array => {
+  const out = new Uint8Array(size)
+  for (let i = 0; i < size; i++) out[i] = (value >>> (8 * i)) & 0xff
+  return out
+}

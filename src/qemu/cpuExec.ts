@@ -1,0 +1,113 @@
+import type { FinalRegisters, RunEndReason } from "../events/VmEvent.ts"
+import type { KvmRunExit } from "../kernel/api.ts"
+import type { BusAccess } from "./bus.ts"
+import type { Machine } from "./machine.ts"
+
+/** How a run ended, from userspace's point of view. */
+export interface RunOutcome {
+  readonly reason: RunEndReason
+  readonly exitCode?: number
+  readonly message?: string
+}
+
+const readLe = (data: Uint8Array, offset: number, size: number): number => {
+  let v = 0
+  for (let i = 0; i < size; i++) v |= data[offset + i] << (8 * i)
+  return v >>> 0
+}
+
+const writeLe = (data: Uint8Array, offset: number, size: number, value: number): void => {
+  for (let i = 0; i < size; i++) data[offset + i] = (value >>> (8 * i)) & 0xff
+}
+
+/**
+ * QEMU's `kvm_cpu_exec`, one iteration: KVM_RUN, then dispatch the exit to the port
+ * or MMIO bus (filling `kvm_run` data for reads), and act on what the devices asked
+ * for. Returns how the run ended, or undefined to run again.
+ */
+export const cpuExecOnce = (machine: Machine): RunOutcome | undefined => {
+  const exit = machine.vcpu.run()
+  switch (exit._tag) {
+    case "KVM_EXIT_IO":
+    case "KVM_EXIT_MMIO":
+      return dispatch(machine, exit)
+    case "KVM_EXIT_HLT":
+      // Nothing can raise an interrupt on this machine yet, so a halted vCPU stays halted.
+      return { reason: "hlt" }
+    case "KVM_EXIT_SHUTDOWN":
+      return { reason: "shutdown", message: "triple fault: the guest could not deliver an exception" }
+    case "KVM_EXIT_INTR":
+      return { reason: "instruction-limit", message: `stopped after ${machine.config.instructionLimit} instructions` }
+    case "KVM_EXIT_INTERNAL_ERROR":
+      return { reason: "internal-error", message: exit.detail }
+  }
+}
+
+/** Port I/O loops over `count` in one place, as kvmtool does; MMIO is one access. */
+const dispatch = (
+  machine: Machine,
+  exit: Extract<KvmRunExit, { _tag: "KVM_EXIT_IO" | "KVM_EXIT_MMIO" }>
+): RunOutcome | undefined => {
+  const isIo = exit._tag === "KVM_EXIT_IO"
+  const space = isIo ? "io" : "mmio"
+  const bus = isIo ? machine.pio : machine.mmio
+  const address = isIo ? exit.port : exit.physAddr
+  const size = isIo ? exit.size : exit.len
+  const count = isIo ? exit.count : 1
+  const write = isIo ? exit.direction === "out" : exit.isWrite
+  let outcome: RunOutcome | undefined
+  for (let i = 0; i < count; i++) {
+    const offset = i * size
+    const access = write ? bus.write(address, size, readLe(exit.data, offset, size)) : bus.read(address, size)
+    if (!write) writeLe(exit.data, offset, size, access.value)
+    outcome = afterAccess(machine, access, space, address, size, write) ?? outcome
+  }
+  return outcome
+}
+
+const afterAccess = (
+  machine: Machine,
+  access: BusAccess,
+  space: "io" | "mmio",
+  address: number,
+  size: 1 | 2 | 4,
+  write: boolean
+): RunOutcome | undefined => {
+  const log = machine.log
+  const time = machine.vcpu.instructionsRetired
+  if (access._tag === "Unassigned") {
+    log.push({ _tag: "Unassigned", seq: log.nextSeq, vcpu: machine.vcpu.id, time, space, address, size, write })
+    return undefined
+  }
+  const effects = access.effects
+  if (effects === undefined) return undefined
+  if (effects.output !== undefined && effects.output.length > 0) {
+    log.push({ _tag: "DeviceOutput", seq: log.nextSeq, vcpu: machine.vcpu.id, time, device: access.name, bytes: effects.output })
+  }
+  return effects.exitCode === undefined ? undefined : { reason: "debug-exit", exitCode: effects.exitCode }
+}
+
+/** KVM_GET_REGS + KVM_GET_SREGS, as the run-end event reports them. */
+export const finalRegisters = (machine: Machine): FinalRegisters => {
+  const r = machine.vcpu.getRegs()
+  const s = machine.vcpu.getSregs()
+  return {
+    eax: r.rax, ecx: r.rcx, edx: r.rdx, ebx: r.rbx, esp: r.rsp, ebp: r.rbp, esi: r.rsi, edi: r.rdi,
+    eip: r.rip, eflags: r.rflags, cr0: s.cr0, cr3: s.cr3
+  }
+}
+
+/** Logs the run-end event; the run is over. */
+export const logRunEnd = (machine: Machine, outcome: RunOutcome): void => {
+  const log = machine.log
+  log.push({
+    _tag: "RunEnd",
+    seq: log.nextSeq,
+    vcpu: machine.vcpu.id,
+    time: machine.vcpu.instructionsRetired,
+    reason: outcome.reason,
+    ...(outcome.exitCode === undefined ? {} : { exitCode: outcome.exitCode }),
+    ...(outcome.message === undefined ? {} : { message: outcome.message }),
+    registers: finalRegisters(machine)
+  })
+}

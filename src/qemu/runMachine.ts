@@ -1,0 +1,44 @@
+import { Chunk, Effect, Option, Stream } from "effect"
+import type { MachineConfig } from "../events/MachineConfig.ts"
+import type { VmEvent } from "../events/VmEvent.ts"
+import { cpuExecOnce, logRunEnd } from "./cpuExec.ts"
+import type { MachineSetupError } from "./errors.ts"
+import { createMachine, type KernelFactory, type Machine } from "./machine.ts"
+
+/** Events per stream chunk: big enough to amortise the stream, small enough to show progress. */
+export const CHUNK_EVENTS = 4096
+
+/**
+ * Runs the vCPU loop until the log holds a chunk's worth of events or the run ends.
+ * Plain synchronous code: the Effect stream only sees whole chunks.
+ */
+const runChunk = (machine: Machine): { readonly events: VmEvent[]; readonly done: boolean } => {
+  while (machine.log.pending < CHUNK_EVENTS) {
+    const outcome = cpuExecOnce(machine)
+    if (outcome !== undefined) {
+      logRunEnd(machine, outcome)
+      return { events: machine.log.drain(), done: true }
+    }
+  }
+  return { events: machine.log.drain(), done: false }
+}
+
+/**
+ * A whole run as a stream of event chunks, from machine creation to the RunEnd event.
+ * The chunking never changes the events: the same guest gives the same stream.
+ */
+export const runMachine = (
+  config: MachineConfig,
+  image: Uint8Array,
+  kernel?: KernelFactory
+): Stream.Stream<VmEvent, MachineSetupError> =>
+  Stream.unwrap(
+    Effect.map(
+      Effect.suspend(() => createMachine(config, image, kernel)),
+      (machine) =>
+        Stream.paginateChunk(undefined, () => {
+          const { events, done } = runChunk(machine)
+          return [Chunk.unsafeFromArray(events), done ? Option.none() : Option.some(undefined)] as const
+        })
+    )
+  )

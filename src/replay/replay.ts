@@ -1,0 +1,78 @@
+import { Data, Effect, Stream } from "effect"
+import type { VmEvent } from "../events/VmEvent.ts"
+import { eventsEqual } from "../events/trace/equality.ts"
+import type { TraceCorrupt, TraceError } from "../events/trace/errors.ts"
+import type { TraceHeader } from "../events/trace/schema.ts"
+import { readTraceEvents, readTraceHeader } from "../events/trace/reader.ts"
+import type { MachineSetupError } from "../qemu/errors.ts"
+import { runMachine } from "../qemu/runMachine.ts"
+import { describeEvent } from "../events/describe.ts"
+
+/** Recorded events shown before a divergence. */
+const CONTEXT_EVENTS = 3
+
+/** Re-execution produced something other than what was recorded. */
+export class ReplayDivergence extends Data.TaggedError("ReplayDivergence")<{
+  /** Index of the first differing event (= events verified before it). */
+  readonly index: number
+  readonly expected: VmEvent | undefined
+  readonly actual: VmEvent | undefined
+  /** The last recorded events before the difference, oldest first. */
+  readonly context: ReadonlyArray<VmEvent>
+}> {
+  override get message(): string {
+    const show = (e: VmEvent | undefined) => (e === undefined ? "(end of run)" : describeEvent(e))
+    return `replay diverged at event #${this.index}: recorded ${show(this.expected)}, replay produced ${show(this.actual)}`
+  }
+}
+
+/** The trace is damaged; everything before the damage was verified. */
+export class ReplayTraceDamaged extends Data.TaggedError("ReplayTraceDamaged")<{
+  readonly verified: number
+  readonly cause: TraceCorrupt
+}> {
+  override get message(): string {
+    return `${this.verified} events verified before the damage; ${this.cause.message}`
+  }
+}
+
+export interface ReplayReport {
+  readonly verified: number
+}
+
+export type ReplayError = TraceError | MachineSetupError | ReplayDivergence | ReplayTraceDamaged
+
+/**
+ * Rebuilds the machine from the trace header, re-executes the guest and compares
+ * every produced event with the recorded one, in order. The first difference, a
+ * missing event or an extra one stops the replay.
+ */
+export const replayTrace = (path: string): Effect.Effect<ReplayReport, ReplayError> =>
+  Effect.flatMap(readTraceHeader(path), (header) => replayEvents(header, readTraceEvents(path)))
+
+/** Replays a recording given its header and its events, from a file or from memory. */
+export const replayEvents = (
+  header: Pick<TraceHeader, "config" | "image">,
+  recorded: Stream.Stream<VmEvent, TraceError>
+): Effect.Effect<ReplayReport, ReplayError> =>
+  Effect.suspend(() => {
+    const context: VmEvent[] = []
+    let verified = 0
+    const compared = Stream.zipAll(recorded, {
+      other: runMachine(header.config, header.image),
+      defaultSelf: undefined as VmEvent | undefined,
+      defaultOther: undefined as VmEvent | undefined
+    })
+    return Stream.runForEach(compared, ([expected, actual]) => {
+      if (expected !== undefined && actual !== undefined && eventsEqual(expected, actual)) {
+        verified++
+        context.push(expected)
+        if (context.length > CONTEXT_EVENTS) context.shift()
+        return Effect.void
+      }
+      return Effect.fail(new ReplayDivergence({ index: verified, expected, actual, context: context.slice() }))
+    }).pipe(
+      Effect.catchTag("TraceCorrupt", (cause) => Effect.fail(new ReplayTraceDamaged({ verified, cause }))),
+      Effect.map(() => ({ verified }))
+    )
+  })

@@ -1,0 +1,55 @@
+import { type ExitingInstructions, type IoSize, LEAVE_CPU } from "../../src/kernel/cpu/bus.ts"
+import { type Cpu, Reg } from "../../src/kernel/cpu/cpu.ts"
+
+export interface PortAccess {
+  readonly direction: "in" | "out"
+  readonly port: number
+  readonly size: IoSize
+  readonly value: number
+  readonly qualification: number
+}
+
+/** Records every exiting instruction; HLT requests a stop, as the kernel usually does. */
+export class RecordingExits implements ExitingInstructions {
+  readonly ports: PortAccess[] = []
+  cpu: Cpu | undefined
+  halts = 0
+  cpuids = 0
+  /** Value returned by IN for a port (default: all ones of the access size). */
+  inValue: (port: number, size: IoSize) => number = (_port, size) => (size === 4 ? 0xffffffff : (1 << (size * 8)) - 1)
+  /** Number of upcoming port accesses that leave the CPU instead of completing. */
+  leavePortAccesses = 0
+
+  portIn(port: number, size: IoSize, qualification: number): number {
+    if (this.leavePortAccesses > 0) {
+      this.leavePortAccesses--
+      throw LEAVE_CPU
+    }
+    const value = this.inValue(port, size)
+    this.ports.push({ direction: "in", port, size, value, qualification })
+    return value
+  }
+
+  portOut(port: number, size: IoSize, value: number, qualification: number): void {
+    if (this.leavePortAccesses > 0) {
+      this.leavePortAccesses--
+      throw LEAVE_CPU
+    }
+    this.ports.push({ direction: "out", port, size, value, qualification })
+  }
+
+  cpuid(): void {
+    const cpu = this.cpu!
+    this.cpuids++
+    const leaf = cpu.regs[Reg.EAX]
+    cpu.regs[Reg.EAX] = leaf === 0 ? 1 : 0x663
+    cpu.regs[Reg.EBX] = 0x756e6547
+    cpu.regs[Reg.ECX] = 0x6c65746e
+    cpu.regs[Reg.EDX] = 0x49656e69
+  }
+
+  hlt(): void {
+    this.halts++
+    this.cpu!.requestStop()
+  }
+}
