@@ -2,6 +2,11 @@ import { EptAccess } from "../events/exitReasons.ts"
 import type { PhysicalMemory } from "./cpu/bus.ts"
 import { FRAME_MMIO, FRAME_NOT_PRESENT, type Memslots } from "./memslots.ts"
 
+/** KVM cannot emulate this: the vCPU leaves with KVM_EXIT_INTERNAL_ERROR (emulation failure). */
+export class EmulationFailure extends Error {
+  override readonly name = "EmulationFailure"
+}
+
 /** What the EPT asks of its vCPU when a guest-physical access cannot complete by itself. */
 export interface EptExits {
   /** First touch of a frame: an EPT_VIOLATION. KVM has already installed the entry (`outcome`). */
@@ -29,6 +34,17 @@ export class Ept implements PhysicalMemory {
     this.frames = memslots.frames
     this.slotMemory = memslots.slotMemory
     this.slotBase = memslots.slotBase
+  }
+
+  fetch8(gpa: number): number {
+    const frame = this.frames[gpa >>> 12]
+    if (frame !== FRAME_NOT_PRESENT && frame !== FRAME_MMIO) {
+      return this.slotMemory[frame - 1][gpa - this.slotBase[frame - 1]]
+    }
+    if (this.fault(gpa, EptAccess.FETCH) === FRAME_MMIO) {
+      throw new EmulationFailure(`instruction fetch from MMIO at guest-physical 0x${gpa.toString(16)}`)
+    }
+    return this.fetch8(gpa)
   }
 
   read8(gpa: number): number {

@@ -3,7 +3,7 @@ import { ExitReason, KvmExit, KvmInternalError } from "../events/exitReasons.ts"
 import type { CpuidEntry, KvmRegs, KvmRunExit, KvmSregs, KvmVcpuApi } from "./api.ts"
 import { LEAVE_CPU, LeaveCpu, type ExitingInstructions, type IoSize } from "./cpu/bus.ts"
 import { Cpu, CpuStop, Reg, Seg } from "./cpu/cpu.ts"
-import { Ept, type EptExits } from "./ept.ts"
+import { EmulationFailure, Ept, type EptExits } from "./ept.ts"
 import type { Memslots } from "./memslots.ts"
 import { accessRightsOf, segmentOf } from "./segments.ts"
 
@@ -117,8 +117,10 @@ export class Vcpu implements KvmVcpuApi, ExitingInstructions, EptExits {
       return this.cpu.run(budget)
     } catch (cause) {
       if (cause instanceof LeaveCpu) throw new Error("LEAVE_CPU escaped the interpreter")
-      const reason = cause instanceof Error ? cause.message : String(cause)
-      this.cpu.internalError = { address: this.cpu.instructionStart, bytes: [], reason: `interpreter bug: ${reason}` }
+      const reason =
+        cause instanceof EmulationFailure ? cause.message : `interpreter bug: ${cause instanceof Error ? cause.message : String(cause)}`
+      const cpu = this.cpu
+      cpu.internalError = { address: (cpu.segBase[Seg.CS] + cpu.instructionStart) >>> 0, bytes: [], reason }
       return CpuStop.InternalError
     }
   }

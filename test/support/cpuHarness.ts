@@ -40,6 +40,18 @@ export const descriptor = (base: number, limit: number, access: number, flags: n
   return [lo, lo >>> 8, lo >>> 16, lo >>> 24, hi, hi >>> 8, hi >>> 16, hi >>> 24].map((b) => b & 0xff)
 }
 
+/** The test GDT, in the order of {@link SEL}. */
+export const testGdt = (): number[] => [
+  ...descriptor(0, 0, 0, 0),
+  ...descriptor(0, 0xfffff, 0x9a, 0xc),
+  ...descriptor(0, 0xfffff, 0x92, 0xc),
+  ...descriptor(0, 0xfffff, 0x90, 0xc),
+  ...descriptor(0, 0xfffff, 0x12, 0xc),
+  ...descriptor(0, 0xffff, 0x9a, 0x0),
+  ...descriptor(0x20000, 0xff, 0x92, 0x4),
+  ...descriptor(0, 0xfffff, 0x98, 0xc)
+]
+
 const machine = (): Machine => {
   const mem = new FlatMemory()
   const exits = new RecordingExits()
@@ -68,16 +80,7 @@ export const realMode = (code: ArrayLike<number>): Machine => {
 export const protectedMode = (code: ArrayLike<number>): Machine => {
   const m = machine()
   const { cpu, mem } = m
-  const gdt = [
-    ...descriptor(0, 0, 0, 0),
-    ...descriptor(0, 0xfffff, 0x9a, 0xc),
-    ...descriptor(0, 0xfffff, 0x92, 0xc),
-    ...descriptor(0, 0xfffff, 0x90, 0xc),
-    ...descriptor(0, 0xfffff, 0x12, 0xc),
-    ...descriptor(0, 0xffff, 0x9a, 0x0),
-    ...descriptor(0x20000, 0xff, 0x92, 0x4),
-    ...descriptor(0, 0xfffff, 0x98, 0xc)
-  ]
+  const gdt = testGdt()
   mem.load(GDT, gdt)
   cpu.gdtrBase = GDT
   cpu.gdtrLimit = gdt.length - 1

@@ -241,6 +241,31 @@ export const shiftFlags = (op: number, a: number, count: number, size: number, f
   return (flags & ~(CF | OF | ZF | SF | PF)) | zsp(r, size) | cf | (of << 11)
 }
 
+/**
+ * SHLD/SHRD: `dest` shifted by `count` (1-31) with bits coming in from `src`.
+ * A 16-bit operand with a count above 16 is undefined in the SDM; we give what a
+ * 32-bit dest:src shifter produces.
+ */
+export const doubleShiftResult = (left: boolean, dest: number, src: number, count: number, size: number): number => {
+  if (size === 4) {
+    return left ? ((dest << count) | (src >>> (32 - count))) >>> 0 : ((dest >>> count) | (src << (32 - count))) >>> 0
+  }
+  if (count > 16) return left ? (src << (count - 16)) & 0xffff : (src >>> (count - 16)) & 0xffff
+  return left ? ((dest << count) | (src >>> (16 - count))) & 0xffff : ((dest >>> count) | (src << (16 - count))) & 0xffff
+}
+
+/** Flags of SHLD/SHRD: CF is the last bit shifted out; OF (count 1 only) flags a sign change; AF is left unchanged (undefined). */
+export const doubleShiftFlags = (left: boolean, dest: number, src: number, count: number, size: number, flags: number): number => {
+  const r = doubleShiftResult(left, dest, src, count, size)
+  const bits = size * 8
+  let cf: number
+  if (count <= bits) cf = left ? (dest >>> (bits - count)) & 1 : (dest >>> (count - 1)) & 1
+  else cf = left ? (src >>> (32 - count)) & 1 : (src >>> (count - 17)) & 1
+  let f = (flags & ~(CF | ZF | SF | PF)) | zsp(r, size) | cf
+  if (count === 1) f = (f & ~OF) | (msb(r, size) !== msb(dest, size) ? OF : 0)
+  return f
+}
+
 /** High 32 bits of the unsigned 64-bit product a*b. */
 export const mulHighUnsigned = (a: number, b: number): number => {
   const aL = a & 0xffff

@@ -13,6 +13,8 @@
  * commits any architectural state (registers, flags, EIP, segments).
  */
 export interface PhysicalMemory {
+  /** An instruction byte: the same memory as `read8`, but EPT reports the access as a fetch. */
+  fetch8(gpa: number): number
   read8(gpa: number): number
   read16(gpa: number): number
   read32(gpa: number): number

@@ -20,6 +20,8 @@ import {
   decFlags,
   DF,
   divide64,
+  doubleShiftFlags,
+  doubleShiftResult,
   EFLAGS_FIXED,
   EFLAGS_WRITABLE,
   fit,
@@ -44,7 +46,8 @@ import {
   VIF,
   VIP,
   VM,
-  ZF
+  ZF,
+  zsp
 } from "./alu.ts"
 import { type ExitingInstructions, type IoSize, LEAVE_CPU, type PhysicalMemory } from "./bus.ts"
 import {
@@ -94,9 +97,9 @@ export const enum CpuStop {
 /** Exception vectors (SDM Vol. 3A, Table 6-1). */
 export const enum Vector {
   DE = 0,
-  DB = 1,
   BP = 3,
   OF = 4,
+  BR = 5,
   UD = 6,
   DF = 8,
   TS = 10,
@@ -128,7 +131,7 @@ class InternalStop {
 }
 const INTERNAL_STOP = new InternalStop()
 
-export const CR0_PE = 1 << 0
+const CR0_PE = 1 << 0
 const CR0_MP = 1 << 1
 const CR0_EM = 1 << 2
 const CR0_TS = 1 << 3
@@ -138,7 +141,7 @@ const CR0_WP = 1 << 16
 const CR0_AM = 1 << 18
 const CR0_NW = 1 << 29
 const CR0_CD = 1 << 30
-export const CR0_PG = 0x80000000
+const CR0_PG = 0x80000000
 const CR0_DEFINED = CR0_PE | CR0_MP | CR0_EM | CR0_TS | CR0_ET | CR0_NE | CR0_WP | CR0_AM | CR0_NW | CR0_CD | CR0_PG
 /** VME..OSXMMEXCPT, UMIP, FSGSBASE, PCIDE, OSXSAVE, SMEP, SMAP, PKE: the 32-bit CR4 bits a guest may set. */
 const CR4_DEFINED = 0x7ff | (1 << 11) | (1 << 16) | (1 << 17) | (1 << 18) | (1 << 20) | (1 << 21) | (1 << 22)
@@ -352,7 +355,7 @@ export class Cpu {
     const bytes: number[] = []
     const length = Math.min(this.instructionLength, 15)
     try {
-      for (let i = 0; i < length; i++) bytes.push(this.mem.read8(this.physical((address + i) >>> 0)))
+      for (let i = 0; i < length; i++) bytes.push(this.mem.fetch8(this.physical((address + i) >>> 0)))
     } catch {
       // The bytes were fetched once already; a second read that leaves only shortens the record.
     }
@@ -530,7 +533,7 @@ export class Cpu {
     const off = this.pc
     if (off > this.segLimit[Seg.CS] || off - this.instructionStart >= 15) throw this.fault(Vector.GP, 0)
     this.pc = off + 1
-    return this.mem.read8(this.physical((this.segBase[Seg.CS] + off) >>> 0))
+    return this.mem.fetch8(this.physical((this.segBase[Seg.CS] + off) >>> 0))
   }
 
   private fetch16(): number {
@@ -1077,10 +1080,13 @@ export class Cpu {
       case 0x1f:
         return this.popSegment(Seg.DS)
       case 0x27:
+        return this.decimalAdjust(false)
       case 0x2f:
+        return this.decimalAdjust(true)
       case 0x37:
+        return this.asciiAdjust(false)
       case 0x3f:
-        throw this.unimplemented("decimal adjust (DAA/DAS/AAA/AAS) is not modelled", false)
+        return this.asciiAdjust(true)
       case 0x40:
       case 0x41:
       case 0x42:
@@ -1137,7 +1143,7 @@ export class Cpu {
       case 0x61:
         return this.popAll()
       case 0x62:
-        throw this.unimplemented("BOUND is not modelled", true)
+        return this.checkBounds()
       case 0x63:
         if (!this.protectedMode) throw this.undefinedOpcode()
         throw this.unimplemented("ARPL is not modelled", true)
@@ -1353,7 +1359,9 @@ export class Cpu {
         const size = op === 0xc6 ? 1 : osz
         this.decodeModrm()
         if (this.regField !== 0) {
-          if (this.regField === 7) throw this.unimplemented("XABORT/XBEGIN (TSX) is not modelled", false)
+          if (this.regField === 7 && this.mod === 3 && this.rm === 0) {
+            throw this.unimplemented("XABORT/XBEGIN (TSX) is not modelled", false)
+          }
           throw this.undefinedOpcode()
         }
         return this.writeRm(size, this.fetchImm(size))
@@ -1384,11 +1392,12 @@ export class Cpu {
       case 0xd3:
         return this.shiftRm(osz, this.regs[Reg.ECX] & 0xff)
       case 0xd4:
+        return this.asciiAdjustMultiply(this.fetch8())
       case 0xd5:
-        this.fetch8()
-        throw this.unimplemented("AAM/AAD is not modelled", false)
+        return this.asciiAdjustDivide(this.fetch8())
       case 0xd6:
-        throw this.unimplemented("SALC is not modelled", false)
+        // SALC (undocumented, present on Intel processors outside 64-bit mode): AL = CF ? FFh : 0.
+        return this.setReg(1, Reg.EAX, (this.flags & CF) !== 0 ? 0xff : 0)
       case 0xd7: {
         const base = this.addrSize === 4 ? this.regs[Reg.EBX] : this.regs[Reg.EBX] & 0xffff
         const v = this.readMem(this.dataSeg, this.offsetAdd(base, this.regs[Reg.EAX] & 0xff), 1)
@@ -1617,7 +1626,7 @@ export class Cpu {
       case 0xa5:
       case 0xac:
       case 0xad:
-        throw this.unimplemented("SHLD/SHRD is not modelled", true)
+        return this.doubleShift(op < 0xa8, (op & 1) === 0)
       case 0xa8:
         return this.pushSegment(Seg.GS)
       case 0xa9:
@@ -1673,7 +1682,10 @@ export class Cpu {
       case 0xc1:
         return this.exchangeAdd(op === 0xc0 ? 1 : osz)
       case 0xc7:
-        throw this.unimplemented("CMPXCHG8B/RDRAND/RDSEED is not modelled", true)
+        this.decodeModrm()
+        if (this.regField === 1 && this.mod !== 3) return this.compareExchange8Bytes()
+        if (this.mod === 3 && this.regField >= 6) throw this.unimplemented("RDRAND/RDSEED/RDPID is not modelled", false)
+        throw this.undefinedOpcode()
       case 0xc8:
       case 0xc9:
       case 0xca:
@@ -1781,6 +1793,18 @@ export class Cpu {
     const op = this.regField
     this.writeRm(size, shiftResult(op, a, n, size, this.flags))
     this.flags = shiftFlags(op, a, n, size, this.flags)
+  }
+
+  /** SHLD/SHRD with an imm8 or CL count. */
+  private doubleShift(left: boolean, immediateCount: boolean): void {
+    const size = this.opSize
+    this.decodeModrm()
+    const count = (immediateCount ? this.fetch8() : this.regs[Reg.ECX]) & 31
+    const dest = this.readRm(size)
+    if (count === 0) return
+    const src = this.getReg(size, this.regField)
+    this.writeRm(size, doubleShiftResult(left, dest, src, count, size))
+    this.flags = doubleShiftFlags(left, dest, src, count, size, this.flags)
   }
 
   private group3(size: number): void {
@@ -1913,6 +1937,62 @@ export class Cpu {
       this.regs[Reg.EAX] = quotientNegative ? -q >>> 0 : q
       this.regs[Reg.EDX] = negative ? -r >>> 0 : r
     }
+  }
+
+  /** DAA/DAS (SDM Vol. 2A pseudo-code). OF is undefined and left unchanged. */
+  private decimalAdjust(subtract: boolean): void {
+    const al = this.regs[Reg.EAX] & 0xff
+    const oldCf = this.flags & CF
+    let r = al
+    let cf = 0
+    let af = 0
+    if ((al & 0xf) > 9 || (this.flags & AF) !== 0) {
+      r = subtract ? al - 6 : al + 6
+      cf = oldCf !== 0 || r < 0 || r > 0xff ? CF : 0
+      r &= 0xff
+      af = AF
+    }
+    if (al > 0x99 || oldCf !== 0) {
+      r = (subtract ? r - 0x60 : r + 0x60) & 0xff
+      cf = CF
+    } else if (!subtract) {
+      cf = 0
+    }
+    this.setReg(1, Reg.EAX, r)
+    this.flags = (this.flags & ~(CF | AF | ZF | SF | PF)) | zsp(r, 1) | cf | af
+  }
+
+  /** AAA/AAS. OF, SF, ZF and PF are undefined and left unchanged. */
+  private asciiAdjust(subtract: boolean): void {
+    let ax = this.regs[Reg.EAX] & 0xffff
+    const adjust = (ax & 0xf) > 9 || (this.flags & AF) !== 0
+    if (adjust) {
+      if (subtract) {
+        ax = (ax - 6) & 0xffff
+        ax = (ax - 0x100) & 0xffff
+      } else {
+        ax = (ax + 0x106) & 0xffff
+      }
+    }
+    this.setReg(2, Reg.EAX, ax & 0xff0f)
+    this.flags = adjust ? this.flags | AF | CF : this.flags & ~(AF | CF)
+  }
+
+  /** AAM: #DE for a zero base. OF, AF and CF are undefined and left unchanged. */
+  private asciiAdjustMultiply(base: number): void {
+    if (base === 0) throw this.fault(Vector.DE, 0)
+    const al = this.regs[Reg.EAX] & 0xff
+    const r = al % base
+    this.setReg(2, Reg.EAX, (Math.floor(al / base) << 8) | r)
+    this.flags = (this.flags & ~(ZF | SF | PF)) | zsp(r, 1)
+  }
+
+  /** AAD. OF, AF and CF are undefined and left unchanged. */
+  private asciiAdjustDivide(base: number): void {
+    const ax = this.regs[Reg.EAX]
+    const r = ((ax & 0xff) + ((ax >>> 8) & 0xff) * base) & 0xff
+    this.setReg(2, Reg.EAX, r)
+    this.flags = (this.flags & ~(ZF | SF | PF)) | zsp(r, 1)
   }
 
   private group5(): void {
@@ -2135,6 +2215,38 @@ export class Cpu {
       this.setReg(size, this.regField, dest)
     }
     this.flags = addFlags(dest, src, sum, size, 0, this.flags)
+  }
+
+  /** CMPXCHG8B m64: only ZF changes; the destination is written either way, as on hardware. */
+  private compareExchange8Bytes(): void {
+    const high = this.offsetAdd(this.eaOff, 4)
+    const lo = this.readMem(this.eaSeg, this.eaOff, 4)
+    const hi = this.readMem(this.eaSeg, high, 4)
+    const equal = lo === this.regs[Reg.EAX] && hi === this.regs[Reg.EDX]
+    this.writeMem(this.eaSeg, this.eaOff, 4, equal ? this.regs[Reg.EBX] : lo)
+    this.writeMem(this.eaSeg, high, 4, equal ? this.regs[Reg.ECX] : hi)
+    if (equal) {
+      this.flags |= ZF
+    } else {
+      this.regs[Reg.EAX] = lo
+      this.regs[Reg.EDX] = hi
+      this.flags &= ~ZF
+    }
+  }
+
+  /** BOUND: #BR (a fault) when the signed index lies outside [lower, upper]. */
+  private checkBounds(): void {
+    const osz = this.opSize
+    this.decodeModrm()
+    if (this.mod === 3) {
+      // Outside real mode 62 with a register operand is the EVEX prefix.
+      if (this.protectedMode) throw this.unimplemented("EVEX-encoded (AVX-512) instruction is not modelled", false)
+      throw this.undefinedOpcode()
+    }
+    const lower = signExtend(this.readMem(this.eaSeg, this.eaOff, osz), osz)
+    const upper = signExtend(this.readMem(this.eaSeg, this.offsetAdd(this.eaOff, osz), osz), osz)
+    const index = signExtend(this.getReg(osz, this.regField), osz)
+    if (index < lower || index > upper) throw this.fault(Vector.BR, 0)
   }
 
   /** CMPXCHG: the destination is written either way (the old value when the comparison fails), as on hardware. */
