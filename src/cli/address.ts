@@ -1,4 +1,5 @@
-import { ParseResult, Schema } from "effect"
+import * as ParseResult from "effect/ParseResult"
+import * as Schema from "effect/Schema"
 
 /** A guest address or size as people write it: `0x7c00`, `31744`, `0x10_0000`. */
 export const Address = Schema.transformOrFail(Schema.String, Schema.Number, {

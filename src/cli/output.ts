@@ -1,4 +1,4 @@
-import { Effect } from "effect"
+import * as Effect from "effect/Effect"
 
 /** Raw bytes or text to stdout/stderr: the CLI is the edge where the terminal lives. */
 export const writeStdout = (data: string | Uint8Array): Effect.Effect<void> => Effect.sync(() => void process.stdout.write(data))

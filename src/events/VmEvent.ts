@@ -1,4 +1,4 @@
-import { Schema } from "effect"
+import * as Schema from "effect/Schema"
 
 /**
  * The vocabulary of vmrr: everything that crosses a boundary between the guest, the

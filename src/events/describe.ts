@@ -31,7 +31,8 @@ const body = (e: VmEvent): string => {
             : e.guestPhysical !== undefined
               ? ` gpa ${hex(e.guestPhysical)}`
               : ""
-      return `kvm_exit ${name} (${e.reason})${detail} rip ${hex(e.rip)} len ${e.instructionLength} -> ${e.handledIn}`
+      const length = e.instructionLength === 0 ? "" : ` len ${e.instructionLength}`
+      return `kvm_exit ${name} (${e.reason})${detail} rip ${hex(e.rip)}${length} -> ${e.handledIn}`
     }
     case "Pio":
       return `kvm_pio ${e.direction} port ${hex(e.port, 4)} size ${e.size} count ${e.count} val ${e.values.map((v) => hex(v)).join(",")}`

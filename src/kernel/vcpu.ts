@@ -259,7 +259,7 @@ export class Vcpu implements KvmVcpuApi, ExitingInstructions, EptExits {
       qualification: qualification >>> 0,
       ...(gpa === undefined ? {} : { guestPhysical: gpa >>> 0 }),
       rip: cpu.instructionStart >>> 0,
-      instructionLength: cpu.instructionLength,
+      instructionLength: reportsInstructionLength(reason) ? cpu.instructionLength : 0,
       handledIn
     })
   }
@@ -317,6 +317,13 @@ export class Vcpu implements KvmVcpuApi, ExitingInstructions, EptExits {
     c.cr0 = sregs.cr0; c.cr2 = sregs.cr2; c.cr3 = sregs.cr3; c.cr4 = sregs.cr4
   }
 }
+
+/**
+ * The VM-exit instruction length is defined only for exits an instruction causes by
+ * executing (SDM Vol. 3C 28.2.5); EPT faults and triple faults leave it undefined, shown as 0.
+ */
+const reportsInstructionLength = (reason: number): boolean =>
+  reason !== ExitReason.EPT_VIOLATION && reason !== ExitReason.EPT_MISCONFIG && reason !== ExitReason.TRIPLE_FAULT
 
 const readLe = (data: Uint8Array, size: number): number => {
   let v = 0

@@ -12,7 +12,8 @@
  * Errors are returned as `Either` (never thrown): building a machine from a config
  * is where overlaps happen, and the caller turns them into one clear line.
  */
-import { Data, Either } from "effect"
+import * as Data from "effect/Data"
+import * as Either from "effect/Either"
 import type { IoSize } from "../kernel/cpu/bus.ts"
 import { sizeMask, type Device, type DeviceEffects } from "./devices/device.ts"
 

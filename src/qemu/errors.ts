@@ -1,4 +1,4 @@
-import { Data } from "effect"
+import * as Data from "effect/Data"
 
 /** The machine cannot be built from this config and image; `message` is the one line a person reads. */
 export class MachineSetupError extends Data.TaggedError("MachineSetupError")<{ readonly reason: string }> {

@@ -1,4 +1,4 @@
-import { Either } from "effect"
+import * as Either from "effect/Either"
 import { EventLog } from "../events/EventLog.ts"
 import type { MachineConfig } from "../events/MachineConfig.ts"
 import type { KvmSegment, KvmSregs, KvmVcpuApi, KvmVmApi } from "../kernel/api.ts"

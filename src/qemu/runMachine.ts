@@ -1,4 +1,7 @@
-import { Chunk, Effect, Option, Stream } from "effect"
+import * as Chunk from "effect/Chunk"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
+import * as Stream from "effect/Stream"
 import type { MachineConfig } from "../events/MachineConfig.ts"
 import type { VmEvent } from "../events/VmEvent.ts"
 import { cpuExecOnce, logRunEnd } from "./cpuExec.ts"

@@ -1,4 +1,6 @@
-import { Data, Effect, Stream } from "effect"
+import * as Data from "effect/Data"
+import * as Effect from "effect/Effect"
+import * as Stream from "effect/Stream"
 import type { VmEvent } from "../events/VmEvent.ts"
 import { eventsEqual } from "../events/trace/equality.ts"
 import type { TraceCorrupt, TraceError } from "../events/trace/errors.ts"

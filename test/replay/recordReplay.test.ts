@@ -49,6 +49,17 @@ describe("record → replay", () => {
     )
   })
 
+  it("records the same guest to the same bytes every time", () => {
+    fc.assert(
+      fc.property(program, (image) => {
+        const a = record(image)
+        const b = record(image)
+        expect(encodeTrace({ config: b.config, image }, [b.events])).toEqual(encodeTrace({ config: a.config, image }, [a.events]))
+      }),
+      { numRuns: 20 }
+    )
+  })
+
   it("reports a recording that ends early or runs long", () => {
     const run = record(Uint8Array.of(0xe6, 0xe9, 0xf4))
     const short = Effect.runSync(Effect.flip(replayEvents(run, Stream.fromIterable(run.events.slice(0, -1)))))

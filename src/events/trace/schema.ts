@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto"
-import { Schema } from "effect"
+import * as Schema from "effect/Schema"
 import { MachineConfig } from "../MachineConfig.ts"
 import { VmEvent } from "../VmEvent.ts"
 import packageJson from "../../../package.json" with { type: "json" }
