@@ -12,7 +12,7 @@ import { openTraceWriter } from "../events/trace/writer.ts"
 import type { VmEvent } from "../events/VmEvent.ts"
 import { runMachine } from "../qemu/runMachine.ts"
 import { replayTrace } from "../replay/replay.ts"
-import { Address } from "./address.ts"
+import { addressOption, integerOption } from "./options.ts"
 import { writeStderr, writeStdout } from "./output.ts"
 import { RunSummary } from "./runSummary.ts"
 
@@ -28,18 +28,16 @@ const mode = Options.choice("mode", ["real", "pm32"]).pipe(
   Options.withDefault("real" as const),
   Options.withDescription("real mode (CS:IP = 0:entry) or flat 32-bit protected mode")
 )
-const load = Options.text("load").pipe(
-  Options.withSchema(Address),
+const load = addressOption("load").pipe(
   Options.withDefault(0x7c00),
   Options.withDescription("guest-physical load address (default 0x7c00)")
 )
-const entry = Options.text("entry").pipe(
-  Options.withSchema(Address),
+const entry = addressOption("entry").pipe(
   Options.optional,
   Options.withDescription("entry point (default: the load address)")
 )
-const mem = Options.integer("mem").pipe(Options.withDefault(16), Options.withDescription("guest RAM in MiB (default 16)"))
-const limit = Options.integer("limit").pipe(
+const mem = integerOption("mem", 1, 3072).pipe(Options.withDefault(16), Options.withDescription("guest RAM in MiB (default 16)"))
+const limit = integerOption("limit", 1, Number.MAX_SAFE_INTEGER).pipe(
   Options.withDefault(defaultInstructionLimit),
   Options.withDescription(`stop after this many instructions (default ${defaultInstructionLimit})`)
 )

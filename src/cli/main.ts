@@ -1,8 +1,9 @@
-import { Command, ValidationError } from "@effect/cli"
+import { Command, HelpDoc, ValidationError } from "@effect/cli"
 // Subpath imports: the package index loads the whole platform (HTTP, sockets …) and doubles start-up time.
 import * as NodeContext from "@effect/platform-node/NodeContext"
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import * as Cause from "effect/Cause"
+import * as Console from "effect/Console"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Option from "effect/Option"
@@ -13,16 +14,31 @@ const { version } = createRequire(import.meta.url)("../../package.json") as { ve
 
 const cli = Command.run(vmrr, { name: "vmrr", version })
 
-/** Every failure reaches the person as one line on stderr, never a stack trace. */
-const program = Effect.suspend(() => cli(process.argv)).pipe(
+/** A usage error's text (help docs, possibly a schema's tree) as one line. */
+const oneLine = (text: string): string =>
+  text
+    .replace(/\x1b\[[0-9;]*m/g, "")
+    .split("\n")
+    .map((line) => line.replace(/^[\s└├─│]+/, "").trim())
+    .filter((line) => line !== "")
+    .join(": ")
+
+/**
+ * Every failure reaches the person as one line on stderr, never a stack trace: usage
+ * errors exit 2, bad input 1. @effect/cli prints usage errors through Console.error;
+ * that is silenced here and the error printed once, in the same shape as the others.
+ */
+const program = Console.consoleWith((console) =>
+  Effect.suspend(() => cli(process.argv)).pipe(Console.withConsole({ ...console, error: () => Effect.void }))
+).pipe(
   Effect.map((status) => (typeof status === "number" ? status : 0)),
   Effect.catchAll((error) => {
-    // @effect/cli has already printed usage errors with the help text.
-    if (ValidationError.isValidationError(error)) return Effect.succeed(2)
-    const message = typeof error === "object" && error !== null && "message" in error ? String(error.message) : String(error)
+    const [message, status] = ValidationError.isValidationError(error)
+      ? [oneLine(HelpDoc.toAnsiText(error.error)), 2]
+      : [typeof error === "object" && error !== null && "message" in error ? String(error.message) : String(error), 1]
     return Effect.sync(() => {
       process.stderr.write(`vmrr: ${message}\n`)
-      return 1
+      return status
     })
   }),
   Effect.provide(NodeContext.layer)

@@ -1,6 +1,8 @@
 import * as Either from "effect/Either"
+import * as ParseResult from "effect/ParseResult"
+import * as Schema from "effect/Schema"
 import { EventLog } from "../events/EventLog.ts"
-import type { MachineConfig } from "../events/MachineConfig.ts"
+import { MachineConfig } from "../events/MachineConfig.ts"
 import type { KvmSegment, KvmSregs, KvmVcpuApi, KvmVmApi } from "../kernel/api.ts"
 import { createVm } from "../kernel/kvm.ts"
 import { Bus, type BusInsertError } from "./bus.ts"
@@ -81,32 +83,38 @@ const check = (ok: boolean, reason: string): Either.Either<void, MachineSetupErr
 
 const hex = (n: number): string => `0x${n.toString(16)}`
 
-const validate = (config: MachineConfig, image: Uint8Array): Either.Either<void, MachineSetupError> => {
-  const ramBytes = config.memoryMiB * MiB
-  const end = config.loadAddress + image.length
-  return Either.all([
-    check(image.length > 0, "the guest image is empty"),
-    check(
-      end <= ramBytes,
+const decodeConfig = Schema.decodeUnknownEither(MachineConfig, { errors: "first" })
+
+/** The config is decoded (it may come from a trace or the command line) and checked against the image. */
+const validate = (input: MachineConfig, image: Uint8Array): Either.Either<MachineConfig, MachineSetupError> =>
+  Either.gen(function* () {
+    const config = yield* Either.mapLeft(decodeConfig(input), (e) => {
+      const issue = ParseResult.ArrayFormatter.formatErrorSync(e)[0]
+      return new MachineSetupError({ reason: `bad machine config: ${issue?.path.join(".")}: ${issue?.message}` })
+    })
+    const ramBytes = config.memoryMiB * MiB
+    yield* check(image.length > 0, "the guest image is empty")
+    yield* check(
+      config.loadAddress + image.length <= ramBytes,
       `the image (${image.length} bytes at ${hex(config.loadAddress)}) does not fit in ${config.memoryMiB} MiB of RAM`
-    ),
-    check(
+    )
+    yield* check(
       config.mode !== "real" || (config.entry <= 0xffff && config.loadAddress <= 0xffff),
       `real mode starts at CS = 0, so the load address and entry must be below 0x10000 (got load ${hex(config.loadAddress)}, entry ${hex(config.entry)})`
     )
-  ]).pipe(Either.map(() => undefined))
-}
+    return config
+  })
 
 const busError = (e: BusInsertError): MachineSetupError => new MachineSetupError({ reason: e.message })
 
 /** Builds the machine from its config and loads the guest image, ready for the first KVM_RUN. */
 export const createMachine = (
-  config: MachineConfig,
+  input: MachineConfig,
   image: Uint8Array,
   kernel: KernelFactory = createVm
 ): Either.Either<Machine, MachineSetupError> =>
   Either.gen(function* () {
-    yield* validate(config, image)
+    const config = yield* validate(input, image)
     const log = new EventLog()
     const vm = kernel(log)
     const ram = new Uint8Array(config.memoryMiB * MiB)

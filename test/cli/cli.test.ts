@@ -51,15 +51,30 @@ describe("vmrr run", () => {
     for (const tag of ["VmEntry", "VmExit", "Pio", "Mmio", "PageFault", "UserspaceExit", "DeviceOutput", "RunEnd"]) expect(tags).toContain(tag)
   })
 
-  it("rejects bad arguments with one clear line and a non-zero status", () => {
-    const r = vmrr("run", "guests/hello.bin", "--load", "banana")
-    expect(r.status).not.toBe(0)
-    expect(r.stderr + r.stdout).toMatch(/banana/)
-    const missing = vmrr("run", "guests/no-such-image.bin")
-    expect(missing.status).not.toBe(0)
+  it("rejects bad arguments with one clear line: status 2 for usage, 1 for input that cannot run", () => {
+    const usage: Array<[string[], RegExp]> = [
+      [["run", "guests/hello.bin", "--load", "banana"], /^vmrr: --load: expected an address .* got "banana"$/],
+      [["run", "guests/no-such-image.bin"], /^vmrr: Path 'guests\/no-such-image.bin' must exist$/],
+      [["run", "guests/hello.bin", "--mem", "0"], /^vmrr: --mem: expected an integer from 1 to 3072, got 0$/],
+      [["run", "guests/hello.bin", "--mode", "pm64"], /^vmrr: .*real, pm32$/],
+      [["frobnicate"], /^vmrr: .*'run', 'replay', 'dump'$/]
+    ]
+    for (const [args, message] of usage) {
+      const r = vmrr(...args)
+      expect(r.status, args.join(" ")).toBe(2)
+      expect(r.stdout).toBe("")
+      expect(r.stderr.trimEnd()).toMatch(message)
+    }
     const tooBig = vmrr("run", "guests/hello32.bin", "--mode", "pm32", "--load", "0xfffff0", "--mem", "16")
     expect(tooBig.status).toBe(1)
-    expect(tooBig.stderr.trim()).toMatch(/^vmrr: the image \(\d+ bytes at 0xfffff0\) does not fit in 16 MiB of RAM$/)
+    expect(tooBig.stderr.trimEnd()).toMatch(/^vmrr: the image \(\d+ bytes at 0xfffff0\) does not fit in 16 MiB of RAM$/)
+  })
+
+  it("stops a runaway guest at --limit, deterministically", () => {
+    const r = vmrr("run", "guests/hello.bin", "--limit", "5", "--json")
+    const end = jsonLines(r.stdout).at(-1)
+    expect(end).toMatchObject({ _tag: "RunEnd", reason: "instruction-limit", time: 5 })
+    expect(r.status).toBe(0)
   })
 })
 
