@@ -2,6 +2,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { afterAll, describe, expect, it } from "vitest"
+import { decodeTrace, encodeTrace } from "../../src/events/trace/codec.ts"
 import { vmrr } from "../support/cli.ts"
 
 const dir = mkdtempSync(join(tmpdir(), "vmrr-cli-"))
@@ -116,6 +117,22 @@ describe("vmrr run --record, replay, dump", () => {
     const dump = vmrr("dump", cut)
     expect(dump.status).toBe(1)
     expect(dump.stderr).toMatch(/^vmrr: .*frame \d+/)
+  })
+
+  it("replay stops at the first event that differs, with both events and the index", () => {
+    const original = decodeTrace(readFileSync(trace))
+    const events = original.chunks.flatMap((c) => c.events)
+    const index = events.findIndex((e) => e._tag === "Pio")
+    const tampered = events.map((e, i) => (i === index && e._tag === "Pio" ? { ...e, values: [0x58] } : e))
+    const path = join(dir, "tampered.vmrr")
+    writeFileSync(path, encodeTrace(original.header!, [tampered]))
+    const r = vmrr("replay", path)
+    expect(r.status).toBe(1)
+    expect(r.stdout).toBe("")
+    expect(r.stderr).toBe(
+      `vmrr: replay diverged at event #${index}: recorded #${index} t=6 vcpu0 kvm_pio out port 0x00e9 size 1 count 1 val 0x58, ` +
+        `replay produced #${index} t=6 vcpu0 kvm_pio out port 0x00e9 size 1 count 1 val 0x48\n`
+    )
   })
 
   it("replay refuses a file that is not a trace", () => {
