@@ -72,6 +72,8 @@ export const ioQualification = {
 /**
  * Exit qualification for EPT violations (SDM Vol. 3C Table 28-7): bit 0 data read,
  * bit 1 data write, bit 2 instruction fetch; bits 5:3 what the EPT entry allowed
- * (always 0 here: the entry was not present); bit 7 the guest linear address is valid.
+ * (always 0 here: the entry was not present); bit 7 the guest linear address is valid;
+ * bit 8 the access was to the translation of that linear address (not to a paging
+ * structure, which cannot happen without guest paging).
  */
-export const EptAccess = { READ: 1, WRITE: 2, FETCH: 4, LINEAR_VALID: 0x80 } as const
+export const EptAccess = { READ: 1, WRITE: 2, FETCH: 4, LINEAR_VALID: 0x80, TRANSLATED: 0x100 } as const

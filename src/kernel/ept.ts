@@ -142,7 +142,7 @@ export class Ept implements PhysicalMemory {
     const slot = this.memslots.slotIndexOf(gpa)
     const entry = slot < 0 ? FRAME_MMIO : slot + 1
     this.frames[index] = entry
-    this.exits.eptViolation(gpa, access | EptAccess.LINEAR_VALID, slot < 0 ? "mmio" : "mapped")
+    this.exits.eptViolation(gpa, access | EptAccess.LINEAR_VALID | EptAccess.TRANSLATED, slot < 0 ? "mmio" : "mapped")
     return entry
   }
 }
