@@ -44,12 +44,17 @@ const program = Console.consoleWith((console) =>
   Effect.provide(NodeContext.layer)
 )
 
+/** Exits only once stdout and stderr are flushed: to a pipe or socket, writes are asynchronous. */
+const exitAfterFlush = (code: number, onExit: (code: number) => void): void => {
+  process.stdout.write("", () => process.stderr.write("", () => onExit(code)))
+}
+
 NodeRuntime.runMain(program, {
   disableErrorReporting: true,
   teardown: (exit, onExit) => {
-    if (Exit.isSuccess(exit)) return onExit(typeof exit.value === "number" ? exit.value : 0)
+    if (Exit.isSuccess(exit)) return exitAfterFlush(typeof exit.value === "number" ? exit.value : 0, onExit)
     const defect = Option.getOrUndefined(Cause.dieOption(exit.cause))
     if (!Cause.isInterruptedOnly(exit.cause)) process.stderr.write(`vmrr: internal error: ${defect instanceof Error ? defect.message : Cause.pretty(exit.cause)}\n`)
-    onExit(Cause.isInterruptedOnly(exit.cause) ? 130 : 70)
+    exitAfterFlush(Cause.isInterruptedOnly(exit.cause) ? 130 : 70, onExit)
   }
 })

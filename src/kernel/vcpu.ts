@@ -18,6 +18,12 @@ interface Completion {
 
 const hex = (n: number): string => `0x${(n >>> 0).toString(16)}`
 
+/** The MSRs the kernel emulates (SDM Vol. 4, Table 2-2). */
+const MSR_IA32_TSC = 0x10
+const MSR_IA32_SYSENTER_CS = 0x174
+const MSR_IA32_SYSENTER_ESP = 0x175
+const MSR_IA32_SYSENTER_EIP = 0x176
+
 /**
  * A vCPU as kvm.ko runs it: the interpreter plays VMX non-root; this class plays the
  * VM-exit handlers. Exits KVM can finish itself (CPUID, EPT violations on RAM) are
@@ -31,6 +37,8 @@ export class Vcpu implements KvmVcpuApi, ExitingInstructions, EptExits {
   readonly cpu: Cpu
   private cpuidTable: ReadonlyArray<CpuidEntry> = []
   private kickTime = Number.POSITIVE_INFINITY
+  /** IA32_TSC minus virtual time, set by a guest WRMSR to the TSC. */
+  private tscOffset = 0
 
   /** The exit KVM_RUN returned last, read back on the next run (IN and MMIO read data). */
   private pendingExit: KvmRunExit | undefined
@@ -226,14 +234,103 @@ export class Vcpu implements KvmVcpuApi, ExitingInstructions, EptExits {
     this.cpu.requestStop()
   }
 
-  /** KVM's kvm_cpuid(): an exact entry, else Intel's rule that a basic leaf past the maximum reads as the maximum basic leaf. */
+  /**
+   * MSR_READ (31), handled in the kernel as kvm_get_msr does: the SYSENTER MSRs live in
+   * the guest state; the TSC is virtual time plus the guest's offset. Any other MSR is
+   * unknown here and KVM injects #GP(0) (the CPU raises it when this returns false).
+   */
+  rdmsr(index: number): boolean {
+    this.logExit(ExitReason.MSR_READ, 0, "kernel")
+    const cpu = this.cpu
+    let lo = 0
+    let hi = 0
+    let known = true
+    switch (index >>> 0) {
+      case MSR_IA32_TSC: {
+        const tsc = this.tsc()
+        lo = tsc % 0x100000000
+        hi = Math.floor(tsc / 0x100000000)
+        break
+      }
+      case MSR_IA32_SYSENTER_CS:
+        lo = cpu.sysenterCs
+        break
+      case MSR_IA32_SYSENTER_ESP:
+        lo = cpu.sysenterEsp
+        break
+      case MSR_IA32_SYSENTER_EIP:
+        lo = cpu.sysenterEip
+        break
+      default:
+        known = false
+    }
+    if (known) {
+      cpu.regs[Reg.EAX] = lo
+      cpu.regs[Reg.EDX] = hi
+    }
+    this.logEntry()
+    return known
+  }
+
+  /** MSR_WRITE (32): the same MSRs; a TSC write sets the offset from virtual time (KVM's kvm_write_tsc). */
+  wrmsr(index: number, low: number, high: number): boolean {
+    this.logExit(ExitReason.MSR_WRITE, 0, "kernel")
+    const cpu = this.cpu
+    let known = true
+    switch (index >>> 0) {
+      case MSR_IA32_TSC:
+        this.tscOffset = (high >>> 0) * 0x100000000 + (low >>> 0) - cpu.retired
+        break
+      case MSR_IA32_SYSENTER_CS:
+        cpu.sysenterCs = low & 0xffff
+        break
+      case MSR_IA32_SYSENTER_ESP:
+        cpu.sysenterEsp = low >>> 0
+        break
+      case MSR_IA32_SYSENTER_EIP:
+        cpu.sysenterEip = low >>> 0
+        break
+      default:
+        known = false
+    }
+    this.logEntry()
+    return known
+  }
+
+  /**
+   * RDTSC (16). KVM normally lets RDTSC run without an exit; here it exits so that the
+   * value comes from virtual time (one tick per retired instruction) and replay stays
+   * deterministic.
+   */
+  rdtsc(): void {
+    this.logExit(ExitReason.RDTSC, 0, "kernel")
+    const tsc = this.tsc()
+    this.cpu.regs[Reg.EAX] = tsc % 0x100000000
+    this.cpu.regs[Reg.EDX] = Math.floor(tsc / 0x100000000)
+    this.logEntry()
+  }
+
+  /** The guest TSC: instructions retired plus the offset a WRMSR to IA32_TSC set (never negative). */
+  private tsc(): number {
+    return Math.max(0, this.cpu.retired + this.tscOffset)
+  }
+
+  /**
+   * KVM's kvm_cpuid(): an exact entry, else Intel's rule (get_out_of_range_cpuid_entry)
+   * that a leaf past the maximum of its class (basic, 0x400000xx, 0x8000xxxx,
+   * 0xc000xxxx) reads as the maximum basic leaf; a missing leaf within range reads as 0.
+   */
   private lookupCpuid(leaf: number, subleaf: number): CpuidEntry | undefined {
     const find = (fn: number) => this.cpuidTable.find((e) => e.function === fn && (!e.significantIndex || e.index === subleaf))
     const exact = find(leaf)
     if (exact !== undefined) return exact
-    const maxBasic = this.cpuidTable.find((e) => e.function === 0)?.eax ?? 0
-    if (leaf > maxBasic && leaf < 0x40000000) return find(maxBasic)
-    return undefined
+    const basic = this.cpuidTable.find((e) => e.function === 0)
+    if (basic === undefined) return undefined
+    const classLeaf =
+      leaf >= 0x40000000 && leaf <= 0x4fffffff ? (leaf & 0xffffff00) >>> 0 : leaf >= 0xc0000000 ? 0xc0000000 : (leaf & 0x80000000) >>> 0
+    const max = this.cpuidTable.find((e) => e.function === classLeaf)?.eax
+    if (max !== undefined && leaf <= max >>> 0) return undefined
+    return find(basic.eax)
   }
 
   // ---- events ---------------------------------------------------------------
@@ -315,6 +412,8 @@ export class Vcpu implements KvmVcpuApi, ExitingInstructions, EptExits {
     c.gdtrBase = sregs.gdt.base; c.gdtrLimit = sregs.gdt.limit
     c.idtrBase = sregs.idt.base; c.idtrLimit = sregs.idt.limit
     c.cr0 = sregs.cr0; c.cr2 = sregs.cr2; c.cr3 = sregs.cr3; c.cr4 = sregs.cr4
+    // KVM_SET_SREGS reloads the MMU context: no translation cached from before survives.
+    c.flushTlb()
   }
 }
 

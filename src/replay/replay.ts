@@ -5,7 +5,7 @@ import type { VmEvent } from "../events/VmEvent.ts"
 import { eventsEqual } from "../events/trace/equality.ts"
 import type { TraceCorrupt, TraceError } from "../events/trace/errors.ts"
 import type { TraceHeader } from "../events/trace/schema.ts"
-import { readTraceEvents, readTraceHeader } from "../events/trace/reader.ts"
+import { openTrace } from "../events/trace/reader.ts"
 import type { MachineSetupError } from "../qemu/errors.ts"
 import { runMachine } from "../qemu/runMachine.ts"
 import { describeEvent } from "../events/describe.ts"
@@ -50,7 +50,7 @@ export type ReplayError = TraceError | MachineSetupError | ReplayDivergence | Re
  * missing event or an extra one stops the replay.
  */
 export const replayTrace = (path: string): Effect.Effect<ReplayReport, ReplayError> =>
-  Effect.flatMap(readTraceHeader(path), (header) => replayEvents(header, readTraceEvents(path)))
+  Effect.scoped(Effect.flatMap(openTrace(path), (trace) => replayEvents(trace.header, trace.events)))
 
 /** Replays a recording given its header and its events, from a file or from memory. */
 export const replayEvents = (

@@ -52,4 +52,32 @@ export class RecordingExits implements ExitingInstructions {
     this.halts++
     this.cpu!.requestStop()
   }
+
+  /** MSRs the test has set; RDMSR of any other index is refused (#GP). */
+  readonly msrs = new Map<number, bigint>()
+  readonly msrAccesses: Array<{ readonly op: "rdmsr" | "wrmsr" | "rdtsc"; readonly index: number }> = []
+  /** What RDTSC returns. */
+  tsc = 0n
+
+  rdmsr(index: number): boolean {
+    this.msrAccesses.push({ op: "rdmsr", index })
+    const v = this.msrs.get(index)
+    if (v === undefined) return false
+    this.cpu!.regs[Reg.EAX] = Number(v & 0xffffffffn)
+    this.cpu!.regs[Reg.EDX] = Number((v >> 32n) & 0xffffffffn)
+    return true
+  }
+
+  wrmsr(index: number, low: number, high: number): boolean {
+    this.msrAccesses.push({ op: "wrmsr", index })
+    if (!this.msrs.has(index)) return false
+    this.msrs.set(index, (BigInt(high >>> 0) << 32n) | BigInt(low >>> 0))
+    return true
+  }
+
+  rdtsc(): void {
+    this.msrAccesses.push({ op: "rdtsc", index: 0 })
+    this.cpu!.regs[Reg.EAX] = Number(this.tsc & 0xffffffffn)
+    this.cpu!.regs[Reg.EDX] = Number((this.tsc >> 32n) & 0xffffffffn)
+  }
 }

@@ -187,9 +187,11 @@ export const shiftResult = (op: number, a: number, count: number, size: number, 
 
 /**
  * Flags of a shift or rotate (SDM Vol. 2B, SAL/SAR/SHL/SHR and RCL/RCR/ROL/ROR).
- * A masked count of 0 changes nothing. OF is defined only for a count of 1; for
- * other counts it is undefined and left unchanged, as is AF after a shift (the
- * SDM leaves both undefined and we do not rely on a particular model's value).
+ * A masked count of 0 changes nothing. The SDM defines OF only for a count of 1 and
+ * leaves AF undefined after a shift; we do what the host CPU these machines run on
+ * (AMD EPYC, fixtures/flags-hardware.json, and /dev/kvm in the differential test)
+ * does: OF is the count-1 formula applied to the result for every count (left:
+ * MSB ^ CF; right: the top two result bits XORed), shifts set AF, rotates keep it.
  * For shifts by more than the operand width the SDM leaves CF undefined; we give
  * the bit a wider shifter would produce (0, or the sign for SAR).
  */
@@ -202,68 +204,77 @@ export const shiftFlags = (op: number, a: number, count: number, size: number, f
   switch (op) {
     case ShiftOp.Rol:
       cf = r & 1
-      if (count === 1) of = msb(r, size) ^ cf
+      of = msb(r, size) ^ cf
       return (flags & ~(CF | OF)) | cf | (of << 11)
     case ShiftOp.Ror:
       cf = msb(r, size)
-      if (count === 1) of = cf ^ ((r >>> (bits - 2)) & 1)
+      of = cf ^ ((r >>> (bits - 2)) & 1)
       return (flags & ~(CF | OF)) | cf | (of << 11)
     case ShiftOp.Rcl: {
       // The effective count n never exceeds the width, so the new CF is bit (width - n) of the original value.
       const n = rotateThroughCarryCount(count, size)
-      if (n === 0) return flags
-      cf = (a >>> (bits - n)) & 1
-      if (count === 1) of = msb(r, size) ^ cf
+      // A count that is a multiple of width + 1 rotates nothing, yet OF is still recomputed.
+      cf = n === 0 ? flags & CF : (a >>> (bits - n)) & 1
+      of = msb(r, size) ^ cf
       return (flags & ~(CF | OF)) | cf | (of << 11)
     }
     case ShiftOp.Rcr: {
       // OF uses the operand and CF before the rotation; the new CF is bit n-1 of the original value.
       const n = rotateThroughCarryCount(count, size)
-      if (n === 0) return flags
-      if (count === 1) of = msb(a, size) ^ (flags & CF)
-      cf = (a >>> (n - 1)) & 1
+      // For a count of 1 this is the SDM's MSB(dest) ^ CF: the rotated-in CF and the old MSB end up on top.
+      of = msb(r, size) ^ ((r >>> (bits - 2)) & 1)
+      cf = n === 0 ? flags & CF : (a >>> (n - 1)) & 1
       return (flags & ~(CF | OF)) | cf | (of << 11)
     }
     case ShiftOp.Shl:
     case ShiftOp.Sal:
       cf = count <= bits ? (a >>> (bits - count)) & 1 : 0
-      if (count === 1) of = msb(r, size) ^ cf
+      of = msb(r, size) ^ cf
       break
     case ShiftOp.Shr:
       cf = count <= bits ? (a >>> (count - 1)) & 1 : 0
-      if (count === 1) of = msb(a, size)
+      of = msb(r, size) ^ ((r >>> (bits - 2)) & 1)
       break
     default:
       cf = (signExtend(a, size) >> (count - 1)) & 1
-      if (count === 1) of = 0
+      of = 0
       break
   }
-  return (flags & ~(CF | OF | ZF | SF | PF)) | zsp(r, size) | cf | (of << 11)
+  return (flags & ~(CF | OF | ZF | SF | PF)) | zsp(r, size) | AF | cf | (of << 11)
 }
 
 /**
  * SHLD/SHRD: `dest` shifted by `count` (1-31) with bits coming in from `src`.
- * A 16-bit operand with a count above 16 is undefined in the SDM; we give what a
- * 32-bit dest:src shifter produces.
+ * A 16-bit operand with a count above 16 is undefined in the SDM; the host CPU
+ * (AMD, fixtures/flags-hardware.json) gives `src` rotated by count - 16.
  */
 export const doubleShiftResult = (left: boolean, dest: number, src: number, count: number, size: number): number => {
   if (size === 4) {
     return left ? ((dest << count) | (src >>> (32 - count))) >>> 0 : ((dest >>> count) | (src << (32 - count))) >>> 0
   }
-  if (count > 16) return left ? (src << (count - 16)) & 0xffff : (src >>> (count - 16)) & 0xffff
+  if (count > 16) {
+    const n = count - 16
+    const s = src & 0xffff
+    return left ? ((s << n) | (s >>> (16 - n))) & 0xffff : ((s >>> n) | (s << (16 - n))) & 0xffff
+  }
   return left ? ((dest << count) | (src >>> (16 - count))) & 0xffff : ((dest >>> count) | (src << (16 - count))) & 0xffff
 }
 
-/** Flags of SHLD/SHRD: CF is the last bit shifted out; OF (count 1 only) flags a sign change; AF is left unchanged (undefined). */
+/**
+ * Flags of SHLD/SHRD: CF is the last bit shifted out. Undefined in the SDM, as the
+ * host CPU does it (AMD, fixtures/flags-hardware.json): AF is set; OF for every count
+ * is MSB ^ CF (SHLD) or the top two result bits XORed (SHRD); a 16-bit SHLD by
+ * exactly 16 gives OF = CF; past 16, CF = 0 and SHLD's OF = 0.
+ */
 export const doubleShiftFlags = (left: boolean, dest: number, src: number, count: number, size: number, flags: number): number => {
   const r = doubleShiftResult(left, dest, src, count, size)
   const bits = size * 8
-  let cf: number
-  if (count <= bits) cf = left ? (dest >>> (bits - count)) & 1 : (dest >>> (count - 1)) & 1
-  else cf = left ? (src >>> (32 - count)) & 1 : (src >>> (count - 17)) & 1
-  let f = (flags & ~(CF | ZF | SF | PF)) | zsp(r, size) | cf
-  if (count === 1) f = (f & ~OF) | (msb(r, size) !== msb(dest, size) ? OF : 0)
-  return f
+  const cf = count <= bits ? (left ? (dest >>> (bits - count)) & 1 : (dest >>> (count - 1)) & 1) : 0
+  let of: number
+  if (!left) of = msb(r, size) ^ ((r >>> (bits - 2)) & 1)
+  else if (count < bits || bits === 32) of = msb(r, size) ^ cf
+  else of = count === bits ? cf : 0
+  return (flags & ~(CF | OF | ZF | SF | PF)) | zsp(r, size) | AF | cf | (of << 11)
 }
 
 /** High 32 bits of the unsigned 64-bit product a*b. */

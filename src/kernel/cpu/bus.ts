@@ -35,6 +35,16 @@ export interface ExitingInstructions {
   cpuid(): void
   /** HLT, called before the instruction retires. */
   hlt(): void
+  /**
+   * RDMSR at CPL 0 (the MSR index is ECX): the kernel writes EDX:EAX into the CPU state
+   * and returns true, or returns false for an MSR it does not emulate, which the CPU
+   * turns into #GP(0) (KVM injects #GP for unknown MSRs).
+   */
+  rdmsr(index: number): boolean
+  /** WRMSR at CPL 0 of EDX:EAX (`high`:`low`); false injects #GP(0). */
+  wrmsr(index: number, low: number, high: number): boolean
+  /** RDTSC (when CR4.TSD allows it): the kernel writes EDX:EAX. */
+  rdtsc(): void
 }
 
 /** Thrown (never constructed per access) to leave the interpreter mid-instruction. */

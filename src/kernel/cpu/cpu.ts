@@ -1,7 +1,11 @@
 /**
- * The x86 interpreter: a 16/32-bit CPU in real mode and flat protected mode
- * (no paging yet), running as if in VMX non-root mode. Everything outside it
- * goes through `bus.ts`: guest-physical memory and the exiting instructions.
+ * The x86 interpreter: a 16/32-bit CPU in real mode and protected mode with
+ * privilege levels, the TSS stack switch, call gates, the LDT and two-level paging
+ * (4 KiB and 4 MiB pages, a TLB), running as if in VMX non-root mode. Everything
+ * outside it goes through `bus.ts`: guest-physical memory and the exiting
+ * instructions. Not modelled: task switches (task gates, far transfers to a TSS,
+ * IRET with NT), virtual-8086 mode, DR7 I/O breakpoints and GD, x87/MMX/SSE
+ * (internal-error stops).
  *
  * Restartability: an instruction decodes, then performs every memory access
  * and bus call, and only then commits registers, flags, segments and EIP. A
@@ -97,10 +101,12 @@ export const enum CpuStop {
 /** Exception vectors (SDM Vol. 3A, Table 6-1). */
 export const enum Vector {
   DE = 0,
+  DB = 1,
   BP = 3,
   OF = 4,
   BR = 5,
   UD = 6,
+  NM = 7,
   DF = 8,
   TS = 10,
   NP = 11,
@@ -145,6 +151,48 @@ const CR0_PG = 0x80000000
 const CR0_DEFINED = CR0_PE | CR0_MP | CR0_EM | CR0_TS | CR0_ET | CR0_NE | CR0_WP | CR0_AM | CR0_NW | CR0_CD | CR0_PG
 /** VME..OSXMMEXCPT, UMIP, FSGSBASE, PCIDE, OSXSAVE, SMEP, SMAP, PKE: the 32-bit CR4 bits a guest may set. */
 const CR4_DEFINED = 0x7ff | (1 << 11) | (1 << 16) | (1 << 17) | (1 << 18) | (1 << 20) | (1 << 21) | (1 << 22)
+const CR4_TSD = 1 << 2
+const CR4_DE = 1 << 3
+const CR4_PSE = 1 << 4
+const CR4_PGE = 1 << 7
+
+/** Access kinds for translation; a fetch is a read (32-bit paging has no execute-disable). */
+const ACCESS_WRITE = 1
+const ACCESS_USER = 2
+
+/** Paging-structure entry bits (SDM Vol. 3A, Tables 4-4 to 4-6). */
+const PTE_P = 1 << 0
+const PTE_RW = 1 << 1
+const PTE_US = 1 << 2
+const PTE_A = 1 << 5
+const PTE_D = 1 << 6
+const PDE_PS = 1 << 7
+const PTE_G = 1 << 8
+/** Bits 21:13 of a 4 MiB PDE with MAXPHYADDR 32. */
+const PDE_4M_RESERVED = 0x003fe000
+
+/** #PF error code bits (SDM Vol. 3A, 4.7). */
+const PF_P = 1 << 0
+const PF_W = 1 << 1
+const PF_U = 1 << 2
+const PF_RSVD = 1 << 3
+
+/**
+ * TLB entry: the physical frame in bits 31:12 and what the cached translation allows
+ * without a walk. The write rights are only given once the D bit is set, so the first
+ * write through an entry walks and sets D, as hardware does.
+ */
+const TLB_VALID = 1
+const TLB_USER = 2
+const TLB_USER_WRITE = 4
+const TLB_SUPER_WRITE = 8
+/** A global page (G with CR4.PGE): kept across CR3 loads. */
+const TLB_GLOBAL = 16
+/** Bits an access needs in its TLB entry, indexed by ACCESS_WRITE | ACCESS_USER. */
+const TLB_NEED = Int32Array.of(TLB_VALID, TLB_VALID | TLB_SUPER_WRITE, TLB_VALID | TLB_USER, TLB_VALID | TLB_USER_WRITE)
+/** Filled TLB slots remembered for a cheap flush; past this many, a flush clears the whole array. */
+const TLB_LIST_CAPACITY = 4096
+const NO_TLB = new Int32Array(0)
 
 /** Exceptions that push an error code (SDM Vol. 3A, 6.13). */
 const hasErrorCode = (vector: number): boolean =>
@@ -156,9 +204,24 @@ const hasErrorCode = (vector: number): boolean =>
   vector === Vector.PF ||
   vector === Vector.AC
 
+/** Interrupt shadow kinds, as the VMCS interruptibility-state bits. */
+const SHADOW_STI = 1
+const SHADOW_MOV_SS = 2
+const DR6_BS = 1 << 14
+
+/** DR7 LEN encodings: 1, 2, 8 (undefined outside 64-bit mode; taken as 8), 4 bytes. */
+const BREAKPOINT_LENGTH = Int32Array.of(1, 2, 8, 4)
+
 /** The contributory class of SDM Vol. 3A, Table 6-4 (double-fault conditions). */
 const isContributory = (vector: number): boolean =>
   vector === Vector.DE || (vector >= Vector.TS && vector <= Vector.GP)
+
+const DATA_SEGMENTS = [Seg.ES, Seg.DS, Seg.FS, Seg.GS] as const
+
+/** System descriptor types LAR accepts (SDM Vol. 2A, LAR): 16/32-bit TSS available and busy, LDT, call gates, task gate. */
+const SYSTEM_TYPES_LAR = new Set([0x1, 0x2, 0x3, 0x4, 0x5, 0x9, 0xb, 0xc])
+/** ... and LSL: TSSs and the LDT (gates have no limit). */
+const SYSTEM_TYPES_LSL = new Set([0x1, 0x2, 0x3, 0x9, 0xb])
 
 const enum StringOp {
   Movs,
@@ -183,6 +246,27 @@ export class Cpu {
   gdtrLimit = 0
   idtrBase = 0
   idtrLimit = 0
+  /** TR and LDTR with their descriptor caches (VMCS guest-state format for the attributes). */
+  trSelector = 0
+  trBase = 0
+  trLimit = 0xffff
+  trAttr = 0x8b
+  ldtrSelector = 0
+  ldtrBase = 0
+  ldtrLimit = 0xffff
+  ldtrAttr = 0x82
+  /** IA32_SYSENTER_CS/ESP/EIP: guest state in the VMCS, read and written by the kernel's RDMSR/WRMSR handlers. */
+  sysenterCs = 0
+  sysenterEsp = 0
+  sysenterEip = 0
+  /** DR0-DR7 (DR4/DR5 alias DR6/DR7 with CR4.DE clear). Call debugRegistersChanged() after writing DR7 from outside. */
+  readonly dr = new Uint32Array(8)
+  /**
+   * Interrupts are blocked until the next instruction retires: set by STI (when IF was
+   * clear) and by MOV SS / POP SS (SDM Vol. 3A, 6.8.3). The VMCS calls it the guest
+   * interruptibility state (blocking by STI / by MOV SS); the irqchip consults it.
+   */
+  interruptShadow = 0
   retired = 0
   instructionStart = 0
   internalError: CpuInternalError | undefined = undefined
@@ -213,6 +297,33 @@ export class Cpu {
   private loadLimit = 0
   private loadAttr = 0
   private readonly quotient = new Uint32Array(2)
+  /** Linear page → frame | TLB_* rights; allocated on the first walk. */
+  private tlb: Int32Array = NO_TLB
+  private readonly tlbList = new Int32Array(TLB_LIST_CAPACITY)
+  private tlbCount = 0
+  private tlbHasLarge = false
+  /** The inner stack read from the TSS by prepareInnerStack. */
+  private tssSs = 0
+  private tssEsp = 0
+  /** SS as it was before a stack switch began, to undo it if a push faults. */
+  private savedSsSelector = 0
+  private savedSsBase = 0
+  private savedSsLimit = 0
+  private savedSsAttr = 0
+  /** Call-gate parameters in transit from the old stack to the new one (at most 31). */
+  private readonly params = new Uint32Array(32)
+  /** The shadow the instruction in progress opens (SHADOW_*), made current when it retires. */
+  private shadowSet = 0
+  /** The instruction in progress must not be followed by a single-step trap (it delivered an interrupt, or loaded SS). */
+  private noStepTrap = false
+  /** Some DR7 enable bit is set: instruction and data breakpoints are checked. */
+  private breakpointsArmed = false
+  /** DR6.B0-B3 of data breakpoints the instruction in progress hit. */
+  private dataBreakHit = 0
+  /** The instruction checked its operand's alignment as a whole; its partial accesses do not. */
+  private alignmentChecked = false
+  /** The #DB being delivered is an instruction-breakpoint fault (pushes RF set). */
+  private dbFault = false
 
   constructor(
     private readonly mem: PhysicalMemory,
@@ -258,6 +369,23 @@ export class Cpu {
     this.gdtrLimit = 0xffff
     this.idtrBase = 0
     this.idtrLimit = 0xffff
+    this.trSelector = 0
+    this.trBase = 0
+    this.trLimit = 0xffff
+    this.trAttr = 0x8b
+    this.ldtrSelector = 0
+    this.ldtrBase = 0
+    this.ldtrLimit = 0xffff
+    this.ldtrAttr = 0x82
+    this.sysenterCs = 0
+    this.sysenterEsp = 0
+    this.sysenterEip = 0
+    this.dr.fill(0)
+    this.dr[6] = 0xffff0ff0
+    this.dr[7] = 0x400
+    this.debugRegistersChanged()
+    this.interruptShadow = 0
+    this.flushTlb()
     this.instructionStart = this.eip
     this.pc = this.eip
     this.internalError = undefined
@@ -291,8 +419,16 @@ export class Cpu {
         }
         while (remaining > 0) {
           remaining--
+          // TF as the instruction starts decides the single-step trap after it (SDM Vol. 3B, 18.3.1.4).
+          const startFlags = this.flags
+          if (this.breakpointsArmed) this.checkInstructionBreakpoint()
+          this.shadowSet = 0
+          this.noStepTrap = false
+          this.dataBreakHit = 0
           this.step()
           this.retired++
+          this.interruptShadow = this.shadowSet
+          if ((startFlags & (TF | RF)) !== 0 || this.dataBreakHit !== 0) this.debugAfterInstruction(startFlags)
           if (this.stopRequested) {
             this.stopRequested = false
             return CpuStop.Stop
@@ -331,12 +467,79 @@ export class Cpu {
     if (this.protectedMode && this.cpl !== 0) throw this.fault(Vector.GP, 0)
   }
 
-  /** IN/OUT/INS/OUTS/CLI/STI sensitivity; there is no TSS I/O bitmap in this model. */
+  /** CLI/STI sensitivity (no PVI/VME: #GP at CPL > IOPL). */
   private requireIopl(): void {
     if (this.protectedMode && this.cpl > this.iopl) throw this.fault(Vector.GP, 0)
   }
 
+  /**
+   * IN/OUT/INS/OUTS at CPL > IOPL consult the I/O permission bitmap of a 32-bit TSS
+   * (SDM Vol. 1, 19.5.2): every bit for the accessed ports must be clear, and the two
+   * bytes holding them must lie within the TSS limit; a 16-bit TSS has no bitmap.
+   */
+  private checkIoPermission(port: number, size: number): void {
+    if (!this.protectedMode || this.cpl <= this.iopl) return
+    if ((this.trAttr & 0xd) !== 0x9 || this.trLimit < 0x67) throw this.fault(Vector.GP, 0)
+    const at = this.readLinear((this.trBase + 0x66) >>> 0, 2, 0) + (port >>> 3)
+    if (at + 1 > this.trLimit) throw this.fault(Vector.GP, 0)
+    const bits = this.readLinear((this.trBase + at) >>> 0, 2, 0)
+    if (((bits >>> (port & 7)) & ((1 << size) - 1)) !== 0) throw this.fault(Vector.GP, 0)
+  }
+
   // ---------------------------------------------------------------- faults and stops
+
+  /**
+   * After an instruction (or one iteration of a rep string instruction) completes:
+   * RF, if it was set, has done its job and clears; a single-step (TF at the start)
+   * or a data breakpoint hit raises #DB as a trap, returning to the next instruction,
+   * with DR6.BS / DR6.Bn set (SDM Vol. 3B, 18.2.3 and 18.3.1).
+   */
+  private debugAfterInstruction(startFlags: number): void {
+    if ((startFlags & RF) !== 0) this.flags &= ~RF
+    let bits = this.dataBreakHit
+    if ((startFlags & TF) !== 0 && !this.noStepTrap) bits |= DR6_BS
+    if (bits === 0) return
+    this.dr[6] |= bits
+    this.instructionStart = this.eip
+    throw this.fault(Vector.DB, 0)
+  }
+
+  /** Recomputes whether any DR7 breakpoint is enabled; call after changing `dr` from outside. */
+  debugRegistersChanged(): void {
+    this.breakpointsArmed = (this.dr[7] & 0xff) !== 0
+  }
+
+  /**
+   * An enabled execute breakpoint (R/W = 00) on the linear address of the next
+   * instruction is a #DB fault before it runs, unless EFLAGS.RF suppresses it.
+   */
+  private checkInstructionBreakpoint(): void {
+    if ((this.flags & RF) !== 0) return
+    const linear = (this.segBase[Seg.CS] + this.eip) >>> 0
+    const dr7 = this.dr[7]
+    let hit = 0
+    for (let n = 0; n < 4; n++) {
+      if (((dr7 >>> (n * 2)) & 3) !== 0 && ((dr7 >>> (16 + n * 4)) & 3) === 0 && this.dr[n] === linear) hit |= 1 << n
+    }
+    if (hit === 0) return
+    this.dr[6] |= hit
+    this.instructionStart = this.eip
+    this.dbFault = true
+    throw this.fault(Vector.DB, 0)
+  }
+
+  /** Data breakpoints (R/W = 01 write, 11 read or write) whose aligned range the access overlaps; reported after the instruction. */
+  private checkDataBreakpoint(linear: number, size: number, write: boolean): void {
+    const dr7 = this.dr[7]
+    for (let n = 0; n < 4; n++) {
+      if (((dr7 >>> (n * 2)) & 3) === 0) continue
+      const rw = (dr7 >>> (16 + n * 4)) & 3
+      if (rw !== 3 && !(rw === 1 && write)) continue
+      const len = BREAKPOINT_LENGTH[(dr7 >>> (18 + n * 4)) & 3]
+      const base = (this.dr[n] & ~(len - 1)) >>> 0
+      if (linear <= base + len - 1 && base <= linear + size - 1) this.dataBreakHit |= 1 << n
+    }
+  }
 
   private fault(vector: number, code: number): GuestFault {
     this.faultVector = vector
@@ -354,11 +557,13 @@ export class Cpu {
     const address = (this.segBase[Seg.CS] + this.instructionStart) >>> 0
     const bytes: number[] = []
     const length = Math.min(this.instructionLength, 15)
+    const cr2 = this.cr2
     try {
-      for (let i = 0; i < length; i++) bytes.push(this.mem.fetch8(this.physical((address + i) >>> 0)))
+      for (let i = 0; i < length; i++) bytes.push(this.mem.fetch8(this.translate((address + i) >>> 0, this.userAccess)))
     } catch {
       // The bytes were fetched once already; a second read that leaves only shortens the record.
     }
+    this.cr2 = cr2
     this.internalError = { address, bytes, reason }
     return INTERNAL_STOP
   }
@@ -370,6 +575,8 @@ export class Cpu {
   private deliverException(): boolean {
     let vector = this.faultVector
     let code = this.faultCode
+    // Whatever shadow the faulting instruction was in no longer applies once the handler runs.
+    this.interruptShadow = 0
     for (;;) {
       try {
         this.deliver(vector, hasErrorCode(vector), code, this.instructionStart, false)
@@ -430,24 +637,63 @@ export class Cpu {
     if ((attr & (ATTR_S | ATTR_CODE)) !== (ATTR_S | ATTR_CODE) || attrDpl(attr) > cpl) {
       throw this.fault(Vector.GP, selectorError)
     }
-    if ((attr & ATTR_EXPAND_DOWN_CONFORMING) === 0 && attrDpl(attr) < cpl) {
-      throw this.unimplemented("interrupt to an inner privilege level (stack switch is not modelled)", false)
-    }
+    const inner = (attr & ATTR_EXPAND_DOWN_CONFORMING) === 0 && attrDpl(attr) < cpl
     if ((attr & ATTR_P) === 0) throw this.fault(Vector.NP, selectorError)
     if (offset > descriptorLimit(this.descLo, this.descHi)) throw this.fault(Vector.GP, ext)
     this.markAccessed()
-    // Fault-class exceptions push EFLAGS with RF set (SDM Vol. 3A, 18.3.1.1); #DF is an abort.
-    const isFault = !software && vector !== Vector.DF
-    const flagsImage = isFault ? this.flags | RF : this.flags
-    this.stackBegin()
-    this.push(gateSize, flagsImage)
-    this.push(gateSize, this.segSelector[Seg.CS])
-    this.push(gateSize, returnEip)
-    if (withCode) this.push(gateSize, code)
-    this.stackCommit()
     this.setLoadFromDescriptor()
-    this.commitSegment(Seg.CS, (selector & 0xfffc) | cpl)
-    this.flags &= ~(TF | NT | RF | VM)
+    // Fault-class exceptions push EFLAGS with RF set (SDM Vol. 3A, 18.3.1.1); #DF is an abort.
+    // #DB is a fault only for an instruction breakpoint; single-step, data breakpoints and INT1 are traps.
+    const isFault = !software && vector !== Vector.DF && (vector !== Vector.DB || this.dbFault)
+    this.dbFault = false
+    const flagsImage = isFault ? this.flags | RF : this.flags
+    const returnCs = this.segSelector[Seg.CS]
+    let newCpl = cpl
+    if (inner) {
+      // SDM Vol. 3A, 6.12.1: the stack for the handler's ring comes from the TSS; the old SS:ESP is pushed first.
+      newCpl = attrDpl(attr)
+      const csBase = this.loadBase
+      const csLimit = this.loadLimit
+      const csAttr = this.loadAttr
+      this.prepareInnerStack(newCpl, ext)
+      const ss = this.tssSs
+      const esp = this.tssEsp
+      const oldSs = this.segSelector[Seg.SS]
+      const oldEsp = this.regs[Reg.ESP]
+      this.switchStackBegin(ss, esp)
+      try {
+        this.push(gateSize, oldSs)
+        this.push(gateSize, oldEsp)
+        this.push(gateSize, flagsImage)
+        this.push(gateSize, returnCs)
+        this.push(gateSize, returnEip)
+        if (withCode) this.push(gateSize, code)
+      } catch (e) {
+        this.switchStackAbort(e, ss, ext)
+        throw e
+      }
+      this.regs[Reg.ESP] = this.stack32 ? this.sp : ((esp & 0xffff0000) | (this.sp & 0xffff)) >>> 0
+      this.loadBase = csBase
+      this.loadLimit = csLimit
+      this.loadAttr = csAttr
+    } else {
+      this.stackBegin()
+      try {
+        this.push(gateSize, flagsImage)
+        this.push(gateSize, returnCs)
+        this.push(gateSize, returnEip)
+        if (withCode) this.push(gateSize, code)
+      } catch (e) {
+        // A stack limit fault while delivering is #SS(EXT) (SDM Vol. 2A, INT n pseudo-code).
+        if (e === GUEST_FAULT && this.faultVector === Vector.SS) this.faultCode = ext
+        throw e
+      }
+      this.stackCommit()
+    }
+    this.commitSegment(Seg.CS, (selector & 0xfffc) | newCpl)
+    // The SDM's INT pseudo-code keeps AC here; the machines we check against (/dev/kvm on
+    // AMD, test/conformance) clear it, as real-mode delivery does.
+    this.flags &= ~(TF | NT | RF | VM | AC)
     if ((gateType & 1) === 0) this.flags &= ~IF
     this.pc = offset
     this.eip = offset
@@ -456,8 +702,8 @@ export class Cpu {
   private deliverReal(vector: number, returnEip: number): void {
     const entry = vector * 4
     if (entry + 3 > this.idtrLimit) throw this.fault(Vector.GP, 0)
-    const ip = this.mem.read16(this.physical((this.idtrBase + entry) >>> 0))
-    const cs = this.mem.read16(this.physical((this.idtrBase + entry + 2) >>> 0))
+    const ip = this.readLinear((this.idtrBase + entry) >>> 0, 2, 0)
+    const cs = this.readLinear((this.idtrBase + entry + 2) >>> 0, 2, 0)
     this.stackBegin()
     this.push(2, this.flags & 0xffff)
     this.push(2, this.segSelector[Seg.CS])
@@ -472,13 +718,204 @@ export class Cpu {
 
   // ---------------------------------------------------------------- memory
 
-  /** Linear to guest-physical: the identity until paging is modelled. */
-  private physical(linear: number): number {
-    return linear
+  /** CPL 3 makes an explicit access a user-mode access (SDM Vol. 3A, 4.6); implicit ones (GDT, IDT, TSS) pass 0. */
+  private get userAccess(): number {
+    return (this.segAttr[Seg.SS] & 0x60) === 0x60 && (this.cr0 & CR0_PE) !== 0 ? ACCESS_USER : 0
   }
 
+  /**
+   * Linear to guest-physical for one access (ACCESS_WRITE | ACCESS_USER) that stays
+   * within a page. Paging off: the identity, one branch. Paging on: a TLB hit is one
+   * typed-array read and a mask test; a miss, or a hit without the rights the access
+   * needs (including a write to an entry whose D bit is not yet set), walks.
+   */
+  private translate(linear: number, access: number): number {
+    if ((this.cr0 & CR0_PG) === 0) return linear
+    const e = this.tlb[linear >>> 12]
+    const need = TLB_NEED[access]
+    if ((e & need) === need) return ((e & ~0xfff) | (linear & 0xfff)) >>> 0
+    return this.walk(linear >>> 0, access)
+  }
+
+  /**
+   * The two-level 32-bit page walk (SDM Vol. 3A, 4.3) with 4 MiB pages under CR4.PSE.
+   * Entries are read and their A/D bits written through guest-physical memory, so an
+   * EPT violation on a page-table page happens as on hardware. As on Intel processors
+   * (and QEMU), the PDE's A bit is set once the PDE is found present and valid, even
+   * if the PTE then faults; the final entry's A (and D on a write) only once the
+   * access is allowed. The model's MAXPHYADDR is 32: PSE-36 is not offered, so
+   * bits 21:13 of a 4 MiB PDE are reserved (a #PF with RSVD set).
+   */
+  private walk(linear: number, access: number): number {
+    if (this.tlb.length === 0) this.tlb = new Int32Array(1 << 20)
+    const write = (access & ACCESS_WRITE) !== 0
+    const pdeAddress = ((this.cr3 & 0xfffff000) | ((linear >>> 20) & 0xffc)) >>> 0
+    let pde = this.mem.read32(pdeAddress)
+    if ((pde & PTE_P) === 0) throw this.pageFault(linear, access, 0)
+    let frame: number
+    let rights: number
+    let dirty: boolean
+    let global: boolean
+    if ((pde & PDE_PS) !== 0 && (this.cr4 & CR4_PSE) !== 0) {
+      if ((pde & PDE_4M_RESERVED) !== 0) throw this.pageFault(linear, access, PF_P | PF_RSVD)
+      this.checkPageRights(pde, linear, access)
+      const set = write ? PTE_A | PTE_D : PTE_A
+      if ((pde & set) !== set) {
+        pde |= set
+        this.mem.write8(pdeAddress, pde & 0xff)
+      }
+      this.tlbHasLarge = true
+      frame = ((pde & 0xffc00000) | (linear & 0x3ff000)) >>> 0
+      rights = pde
+      dirty = (pde & PTE_D) !== 0
+      global = (pde & PTE_G) !== 0
+    } else {
+      if ((pde & PTE_A) === 0) {
+        pde |= PTE_A
+        this.mem.write8(pdeAddress, pde & 0xff)
+      }
+      const pteAddress = ((pde & 0xfffff000) | ((linear >>> 10) & 0xffc)) >>> 0
+      let pte = this.mem.read32(pteAddress)
+      if ((pte & PTE_P) === 0) throw this.pageFault(linear, access, 0)
+      rights = pde & pte
+      this.checkPageRights(rights, linear, access)
+      const set = write ? PTE_A | PTE_D : PTE_A
+      if ((pte & set) !== set) {
+        pte |= set
+        this.mem.write8(pteAddress, pte & 0xff)
+      }
+      frame = (pte & 0xfffff000) >>> 0
+      dirty = (pte & PTE_D) !== 0
+      global = (pte & PTE_G) !== 0
+    }
+    let bits = TLB_VALID
+    if (global && (this.cr4 & CR4_PGE) !== 0) bits |= TLB_GLOBAL
+    const userPage = (rights & PTE_US) !== 0
+    const writable = (rights & PTE_RW) !== 0
+    if (userPage) bits |= TLB_USER
+    if (dirty) {
+      if (userPage && writable) bits |= TLB_USER_WRITE
+      if (writable || (this.cr0 & CR0_WP) === 0) bits |= TLB_SUPER_WRITE
+    }
+    const page = linear >>> 12
+    if (this.tlb[page] === 0) {
+      if (this.tlbCount < TLB_LIST_CAPACITY) this.tlbList[this.tlbCount] = page
+      this.tlbCount++
+    }
+    this.tlb[page] = frame | bits
+    return (frame | (linear & 0xfff)) >>> 0
+  }
+
+  /** U/S and R/W of the combined entries against the access; supervisor writes obey CR0.WP (SDM Vol. 3A, 4.6.1). */
+  private checkPageRights(rights: number, linear: number, access: number): void {
+    if ((access & ACCESS_USER) !== 0) {
+      if ((rights & PTE_US) === 0) throw this.pageFault(linear, access, PF_P)
+      if ((access & ACCESS_WRITE) !== 0 && (rights & PTE_RW) === 0) throw this.pageFault(linear, access, PF_P)
+    } else if ((access & ACCESS_WRITE) !== 0 && (rights & PTE_RW) === 0 && (this.cr0 & CR0_WP) !== 0) {
+      throw this.pageFault(linear, access, PF_P)
+    }
+  }
+
+  /**
+   * #PF: CR2 takes the linear address, the error code the P/RSVD bits given plus W/R
+   * and U/S from the access (I/D is always 0: 32-bit paging has no execute-disable).
+   * A faulting translation leaves no TLB entry for the page.
+   */
+  private pageFault(linear: number, access: number, bits: number): GuestFault {
+    if (this.tlb.length !== 0) this.tlb[linear >>> 12] = 0
+    this.cr2 = linear >>> 0
+    return this.fault(Vector.PF, bits | ((access << 1) & (PF_W | PF_U)))
+  }
+
+  /**
+   * Drops every TLB entry (CR0.PG/WP and CR4.PSE/PGE changes, KVM_SET_SREGS), or, for a
+   * CR3 load (`keepGlobal`), every entry but those of global pages (G with CR4.PGE;
+   * SDM Vol. 3A, 4.10.2.4).
+   */
+  flushTlb(keepGlobal = false): void {
+    if (this.tlb.length === 0) return
+    const tlb = this.tlb
+    let kept = 0
+    if (this.tlbCount <= TLB_LIST_CAPACITY) {
+      for (let i = 0; i < this.tlbCount; i++) {
+        const page = this.tlbList[i]
+        if (keepGlobal && (tlb[page] & TLB_GLOBAL) !== 0) this.tlbList[kept++] = page
+        else tlb[page] = 0
+      }
+    } else if (keepGlobal) {
+      for (let page = 0; page < tlb.length; page++) {
+        if ((tlb[page] & TLB_GLOBAL) === 0) tlb[page] = 0
+        else if (kept < TLB_LIST_CAPACITY) this.tlbList[kept++] = page
+        else kept++
+      }
+    } else {
+      tlb.fill(0)
+    }
+    this.tlbCount = kept
+    if (kept === 0) this.tlbHasLarge = false
+  }
+
+  /** INVLPG: the page's entry; if 4 MiB pages are cached, every 4 KiB slot of the 4 MiB region it lies in. */
+  private invalidatePage(linear: number): void {
+    if (this.tlb.length === 0) return
+    if (this.tlbHasLarge) this.tlb.fill(0, (linear >>> 22) << 10, ((linear >>> 22) + 1) << 10)
+    else this.tlb[linear >>> 12] = 0
+  }
+
+  /** An implicit supervisor read (descriptor tables, the TSS); 4 bytes may cross a page. */
   private readLinear32(linear: number): number {
-    return this.mem.read32(this.physical(linear >>> 0))
+    return this.readLinear(linear >>> 0, 4, 0)
+  }
+
+  private readLinear(linear: number, size: number, access: number): number {
+    if ((this.cr0 & CR0_PG) !== 0 && (linear & 0xfff) > 0x1000 - size) return this.readCrossing(linear, size, access)
+    const pa = this.translate(linear, access)
+    return size === 1 ? this.mem.read8(pa) : size === 2 ? this.mem.read16(pa) : this.mem.read32(pa)
+  }
+
+  private writeLinear(linear: number, size: number, value: number, access: number): void {
+    if ((this.cr0 & CR0_PG) !== 0 && (linear & 0xfff) > 0x1000 - size) return this.writeCrossing(linear, size, value, access)
+    const pa = this.translate(linear, access)
+    if (size === 1) this.mem.write8(pa, value)
+    else if (size === 2) this.mem.write16(pa, value)
+    else this.mem.write32(pa, value)
+  }
+
+  /** An access that straddles two pages: both are translated (and may fault) before any byte moves. */
+  private readCrossing(linear: number, size: number, access: number): number {
+    const first = this.translate(linear, access)
+    const second = this.translate(((linear + size - 1) & ~0xfff) >>> 0, access)
+    const split = 0x1000 - (linear & 0xfff)
+    let v = 0
+    for (let i = 0; i < size; i++) v |= (i < split ? this.mem.read8(first + i) : this.mem.read8(second + i - split)) << (8 * i)
+    return v >>> 0
+  }
+
+  private writeCrossing(linear: number, size: number, value: number, access: number): void {
+    const first = this.translate(linear, access)
+    const second = this.translate(((linear + size - 1) & ~0xfff) >>> 0, access)
+    const split = 0x1000 - (linear & 0xfff)
+    for (let i = 0; i < size; i++) {
+      const b = (value >>> (8 * i)) & 0xff
+      if (i < split) this.mem.write8(first + i, b)
+      else this.mem.write8(second + i - split, b)
+    }
+  }
+
+  /** Checks that a write to `size` bytes at `linear` would be allowed by paging, without writing. */
+  private probeWrite(linear: number, size: number): void {
+    if ((this.cr0 & CR0_PG) === 0) return
+    const access = ACCESS_WRITE | this.userAccess
+    this.translate(linear, access)
+    if ((linear & 0xfff) > 0x1000 - size) this.translate(((linear + size - 1) & ~0xfff) >>> 0, access)
+  }
+
+  /** #AC (SDM Vol. 3A, 6.15): CR0.AM, EFLAGS.AC and CPL 3, on a misaligned data access. */
+  private checkAlignment(): void {
+    if (this.alignmentChecked) return
+    if ((this.cr0 & CR0_AM) !== 0 && (this.flags & AC) !== 0 && this.protectedMode && this.cpl === 3) {
+      throw this.fault(Vector.AC, 0)
+    }
   }
 
   /**
@@ -511,15 +948,17 @@ export class Cpu {
   }
 
   private readMem(seg: number, off: number, size: number): number {
-    const pa = this.physical(this.checkedLinear(seg, off, size, false))
-    return size === 1 ? this.mem.read8(pa) : size === 2 ? this.mem.read16(pa) : this.mem.read32(pa)
+    const linear = this.checkedLinear(seg, off, size, false)
+    if ((linear & (size - 1)) !== 0) this.checkAlignment()
+    if (this.breakpointsArmed) this.checkDataBreakpoint(linear, size, false)
+    return this.readLinear(linear, size, (this.cr0 & CR0_PG) === 0 ? 0 : this.userAccess)
   }
 
   private writeMem(seg: number, off: number, size: number, value: number): void {
-    const pa = this.physical(this.checkedLinear(seg, off, size, true))
-    if (size === 1) this.mem.write8(pa, value)
-    else if (size === 2) this.mem.write16(pa, value)
-    else this.mem.write32(pa, value)
+    const linear = this.checkedLinear(seg, off, size, true)
+    if ((linear & (size - 1)) !== 0) this.checkAlignment()
+    if (this.breakpointsArmed) this.checkDataBreakpoint(linear, size, true)
+    this.writeLinear(linear, size, value, (this.cr0 & CR0_PG) === 0 ? ACCESS_WRITE : ACCESS_WRITE | this.userAccess)
   }
 
   /** Offset arithmetic in the current address size. */
@@ -533,7 +972,8 @@ export class Cpu {
     const off = this.pc
     if (off > this.segLimit[Seg.CS] || off - this.instructionStart >= 15) throw this.fault(Vector.GP, 0)
     this.pc = off + 1
-    return this.mem.fetch8(this.physical((this.segBase[Seg.CS] + off) >>> 0))
+    const linear = (this.segBase[Seg.CS] + off) >>> 0
+    return this.mem.fetch8((this.cr0 & CR0_PG) === 0 ? linear : this.translate(linear, this.userAccess))
   }
 
   private fetch16(): number {
@@ -709,11 +1149,22 @@ export class Cpu {
 
   // ---------------------------------------------------------------- segment loading
 
-  private readDescriptor(selector: number, ext: number): void {
+  /**
+   * Reads the descriptor a selector names, from the GDT or (TI = 1) the LDT. A selector
+   * outside its table, or naming the LDT while LDTR is null, faults with `vector`
+   * (#GP for loads, #TS for the stack switch) and the selector as error code.
+   */
+  private readDescriptor(selector: number, ext: number, vector: number = Vector.GP): void {
     const index = selector & 0xfff8
-    // No LDT is modelled: LDTR is null, so an LDT selector faults as it would with a null LDTR.
-    if ((selector & 4) !== 0 || index + 7 > this.gdtrLimit) throw this.fault(Vector.GP, (selector & 0xfffc) + ext)
-    this.descAddress = (this.gdtrBase + index) >>> 0
+    let base: number
+    if ((selector & 4) !== 0) {
+      if ((this.ldtrAttr & ATTR_UNUSABLE) !== 0 || index + 7 > this.ldtrLimit) throw this.fault(vector, (selector & 0xfffc) + ext)
+      base = this.ldtrBase
+    } else {
+      if (index + 7 > this.gdtrLimit) throw this.fault(vector, (selector & 0xfffc) + ext)
+      base = this.gdtrBase
+    }
+    this.descAddress = (base + index) >>> 0
     this.descLo = this.readLinear32(this.descAddress)
     this.descHi = this.readLinear32(this.descAddress + 4)
   }
@@ -721,7 +1172,7 @@ export class Cpu {
   /** Sets the descriptor's accessed bit in the GDT, as the processor does on a segment load. */
   private markAccessed(): void {
     if ((this.descHi & 0x100) !== 0) return
-    this.mem.write8(this.physical((this.descAddress + 5) >>> 0), ((this.descHi >>> 8) | 1) & 0xff)
+    this.writeLinear((this.descAddress + 5) >>> 0, 1, ((this.descHi >>> 8) | 1) & 0xff, ACCESS_WRITE)
     this.descHi |= 0x100
   }
 
@@ -784,8 +1235,9 @@ export class Cpu {
   }
 
   /**
-   * Checks a CS load by a far JMP/CALL (`isReturn` false) or RETF/IRET (true).
-   * Only same-privilege transfers to code segments are modelled.
+   * Checks a CS load by a far JMP/CALL (`isReturn` false) or RETF/IRET (true) to a
+   * code segment; gates are dispatched by {@link farTransfer} before this.
+   * A return may go to an outer ring (the selector's RPL); the caller then switches stacks.
    * Returns the selector to put in CS.
    */
   private prepareCodeSegment(selector: number, isReturn: boolean): number {
@@ -798,17 +1250,21 @@ export class Cpu {
     this.readDescriptor(selector, 0)
     const attr = descriptorAttr(this.descHi)
     if ((attr & ATTR_S) === 0) {
-      throw this.unimplemented("far transfer through a call gate, task gate or TSS is not modelled", false)
+      const type = attr & 0xf
+      if (!isReturn && (type === 0x1 || type === 0x5 || type === 0x9)) {
+        throw this.unimplemented("far transfer to a TSS or task gate (task switching is not modelled)", false)
+      }
+      throw this.fault(Vector.GP, error)
     }
     if ((attr & ATTR_CODE) === 0) throw this.fault(Vector.GP, error)
     const cpl = this.cpl
     const rpl = selector & 3
     const dpl = attrDpl(attr)
+    const conforming = (attr & ATTR_EXPAND_DOWN_CONFORMING) !== 0
     if (isReturn) {
       if (rpl < cpl) throw this.fault(Vector.GP, error)
-      if (rpl > cpl) throw this.unimplemented("return to an outer privilege level is not modelled", false)
-    }
-    if ((attr & ATTR_EXPAND_DOWN_CONFORMING) !== 0) {
+      if (conforming ? dpl > rpl : dpl !== rpl) throw this.fault(Vector.GP, error)
+    } else if (conforming) {
       if (dpl > cpl) throw this.fault(Vector.GP, error)
     } else if (rpl > cpl || dpl !== cpl) {
       throw this.fault(Vector.GP, error)
@@ -816,7 +1272,7 @@ export class Cpu {
     if ((attr & ATTR_P) === 0) throw this.fault(Vector.NP, error)
     this.markAccessed()
     this.setLoadFromDescriptor()
-    return (selector & 0xfffc) | cpl
+    return isReturn ? selector : (selector & 0xfffc) | cpl
   }
 
   private commitSegment(seg: number, selector: number): void {
@@ -824,6 +1280,180 @@ export class Cpu {
     this.segBase[seg] = this.loadBase
     this.segLimit[seg] = this.loadLimit
     this.segAttr[seg] = this.loadAttr
+  }
+
+  // ---------------------------------------------------------------- privilege-level changes
+
+  /**
+   * The inner stack for ring `dpl` from the current TSS (SDM Vol. 3A, 6.12.1 and 5.8.5):
+   * SS:ESP at 4 + 8*dpl in a 32-bit TSS, SS:SP at 2 + 4*dpl in a 16-bit one. Leaves
+   * the SS descriptor checked in the load fields and the pointer in tssSs/tssEsp.
+   */
+  private prepareInnerStack(dpl: number, ext: number): void {
+    const is32 = (this.trAttr & 8) !== 0
+    const at = is32 ? dpl * 8 + 4 : dpl * 4 + 2
+    if (at + (is32 ? 5 : 3) > this.trLimit) throw this.fault(Vector.TS, (this.trSelector & 0xfffc) + ext)
+    const ss = is32 ? this.readLinear((this.trBase + at + 4) >>> 0, 2, 0) : this.readLinear((this.trBase + at + 2) >>> 0, 2, 0)
+    const esp = is32 ? this.readLinear((this.trBase + at) >>> 0, 4, 0) : this.readLinear((this.trBase + at) >>> 0, 2, 0)
+    const error = (ss & 0xfffc) + ext
+    if ((ss & 0xfffc) === 0) throw this.fault(Vector.TS, ext)
+    this.readDescriptor(ss, ext, Vector.TS)
+    const attr = descriptorAttr(this.descHi)
+    if (
+      (ss & 3) !== dpl ||
+      attrDpl(attr) !== dpl ||
+      (attr & (ATTR_S | ATTR_CODE | ATTR_WRITABLE_READABLE)) !== (ATTR_S | ATTR_WRITABLE_READABLE)
+    ) {
+      throw this.fault(Vector.TS, error)
+    }
+    if ((attr & ATTR_P) === 0) throw this.fault(Vector.SS, error)
+    this.markAccessed()
+    this.setLoadFromDescriptor()
+    this.tssSs = ss
+    this.tssEsp = esp
+  }
+
+  /** The SS popped by RETF/IRET to an outer ring `rpl` (SDM Vol. 2B, RET and IRET pseudo-code). */
+  private prepareOuterStack(ss: number, rpl: number): void {
+    const error = ss & 0xfffc
+    if (error === 0) throw this.fault(Vector.GP, 0)
+    this.readDescriptor(ss, 0)
+    const attr = descriptorAttr(this.descHi)
+    if (
+      (ss & 3) !== rpl ||
+      attrDpl(attr) !== rpl ||
+      (attr & (ATTR_S | ATTR_CODE | ATTR_WRITABLE_READABLE)) !== (ATTR_S | ATTR_WRITABLE_READABLE)
+    ) {
+      throw this.fault(Vector.GP, error)
+    }
+    if ((attr & ATTR_P) === 0) throw this.fault(Vector.SS, error)
+    this.markAccessed()
+    this.setLoadFromDescriptor()
+  }
+
+  /**
+   * Puts the inner SS (in the load fields) in place so that push() writes the new
+   * stack with its own base, limit, size and privilege; the old SS is kept to undo.
+   */
+  private switchStackBegin(ss: number, esp: number): void {
+    this.savedSsSelector = this.segSelector[Seg.SS]
+    this.savedSsBase = this.segBase[Seg.SS]
+    this.savedSsLimit = this.segLimit[Seg.SS]
+    this.savedSsAttr = this.segAttr[Seg.SS]
+    this.commitSegment(Seg.SS, ss)
+    this.sp = esp
+  }
+
+  /** A push onto the new stack faulted: the old SS comes back; a limit fault is #SS(new SS). */
+  private switchStackAbort(e: unknown, ss: number, ext: number): void {
+    this.segSelector[Seg.SS] = this.savedSsSelector
+    this.segBase[Seg.SS] = this.savedSsBase
+    this.segLimit[Seg.SS] = this.savedSsLimit
+    this.segAttr[Seg.SS] = this.savedSsAttr
+    if (e === GUEST_FAULT && this.faultVector === Vector.SS) this.faultCode = (ss & 0xfffc) + ext
+  }
+
+  /** RETF/IRET to an outer ring: data segment registers the new CPL may not use become null (SDM Vol. 3A, 5.8.6). */
+  private nullInaccessibleSegments(cpl: number): void {
+    for (const seg of DATA_SEGMENTS) {
+      const attr = this.segAttr[seg]
+      if ((attr & ATTR_UNUSABLE) !== 0) continue
+      const conformingCode = (attr & (ATTR_CODE | ATTR_EXPAND_DOWN_CONFORMING)) === (ATTR_CODE | ATTR_EXPAND_DOWN_CONFORMING)
+      if (!conformingCode && attrDpl(attr) < cpl) {
+        this.segSelector[seg] = 0
+        this.segAttr[seg] = ATTR_UNUSABLE
+      }
+    }
+  }
+
+  /**
+   * Far CALL/JMP through a call gate (SDM Vol. 3A, 5.8.3-5.8.5). A CALL to a more
+   * privileged non-conforming segment switches to the TSS stack for that ring and
+   * copies the gate's parameter count of words/dwords from the old stack.
+   * The gate descriptor is in descLo/descHi.
+   */
+  private callGate(gateSelector: number, call: boolean): void {
+    const gateLo = this.descLo
+    const gateHi = this.descHi
+    const gateAttr = descriptorAttr(gateHi)
+    const gateError = gateSelector & 0xfffc
+    const cpl = this.cpl
+    const gateDpl = attrDpl(gateAttr)
+    if (gateDpl < cpl || gateDpl < (gateSelector & 3)) throw this.fault(Vector.GP, gateError)
+    if ((gateAttr & ATTR_P) === 0) throw this.fault(Vector.NP, gateError)
+    const size = (gateAttr & 0xf) === 0xc ? 4 : 2
+    const target = gateLo >>> 16
+    const offset = size === 4 ? ((gateHi & 0xffff0000) | (gateLo & 0xffff)) >>> 0 : gateLo & 0xffff
+    const count = gateHi & 0x1f
+    if ((target & 0xfffc) === 0) throw this.fault(Vector.GP, 0)
+    this.readDescriptor(target, 0)
+    const attr = descriptorAttr(this.descHi)
+    const error = target & 0xfffc
+    const dpl = attrDpl(attr)
+    if ((attr & (ATTR_S | ATTR_CODE)) !== (ATTR_S | ATTR_CODE) || dpl > cpl) throw this.fault(Vector.GP, error)
+    const conforming = (attr & ATTR_EXPAND_DOWN_CONFORMING) !== 0
+    if (!call && !conforming && dpl !== cpl) throw this.fault(Vector.GP, error)
+    if ((attr & ATTR_P) === 0) throw this.fault(Vector.NP, error)
+    if (offset > descriptorLimit(this.descLo, this.descHi)) throw this.fault(Vector.GP, 0)
+    this.markAccessed()
+    this.setLoadFromDescriptor()
+    const csBase = this.loadBase
+    const csLimit = this.loadLimit
+    const csAttr = this.loadAttr
+    const returnCs = this.segSelector[Seg.CS]
+    const returnEip = this.pc
+    let newCpl = cpl
+    if (call && !conforming && dpl < cpl) {
+      newCpl = dpl
+      this.prepareInnerStack(dpl, 0)
+      const ss = this.tssSs
+      const esp = this.tssEsp
+      // Parameters come from the old stack, read before anything moves.
+      const oldSs = this.segSelector[Seg.SS]
+      const oldEsp = this.regs[Reg.ESP]
+      const loadBase = this.loadBase
+      const loadLimit = this.loadLimit
+      const loadAttr = this.loadAttr
+      for (let i = 0; i < count; i++) {
+        const off = this.stack32 ? (oldEsp + i * size) >>> 0 : (oldEsp + i * size) & 0xffff
+        this.params[i] = this.readMem(Seg.SS, off, size)
+      }
+      this.loadBase = loadBase
+      this.loadLimit = loadLimit
+      this.loadAttr = loadAttr
+      this.switchStackBegin(ss, esp)
+      try {
+        this.push(size, oldSs)
+        this.push(size, oldEsp)
+        for (let i = count - 1; i >= 0; i--) this.push(size, this.params[i])
+        this.push(size, returnCs)
+        this.push(size, returnEip)
+      } catch (e) {
+        this.switchStackAbort(e, ss, 0)
+        throw e
+      }
+      this.regs[Reg.ESP] = this.stack32 ? this.sp : ((esp & 0xffff0000) | (this.sp & 0xffff)) >>> 0
+    } else if (call) {
+      this.stackBegin()
+      this.push(size, returnCs)
+      this.push(size, returnEip)
+      this.stackCommit()
+    }
+    this.loadBase = csBase
+    this.loadLimit = csLimit
+    this.loadAttr = csAttr
+    this.commitSegment(Seg.CS, (target & 0xfffc) | newCpl)
+    this.pc = offset
+  }
+
+  /** Reads a far JMP/CALL target's descriptor: a call gate goes through {@link callGate}. Returns true when done. */
+  private throughGate(selector: number, call: boolean): boolean {
+    if (!this.protectedMode || (selector & 0xfffc) === 0) return false
+    this.readDescriptor(selector, 0)
+    const type = (this.descHi >>> 8) & 0x1f
+    if (type !== 0x04 && type !== 0x0c) return false
+    this.callGate(selector, call)
+    return true
   }
 
   // ---------------------------------------------------------------- control transfer
@@ -880,6 +1510,7 @@ export class Cpu {
   }
 
   private farJump(selector: number, offset: number): void {
+    if (this.throughGate(selector, false)) return
     const cs = this.prepareCodeSegment(selector, false)
     if (offset > this.loadLimit) throw this.fault(Vector.GP, 0)
     this.commitSegment(Seg.CS, cs)
@@ -887,6 +1518,7 @@ export class Cpu {
   }
 
   private farCall(selector: number, offset: number): void {
+    if (this.throughGate(selector, true)) return
     const cs = this.prepareCodeSegment(selector, false)
     if (offset > this.loadLimit) throw this.fault(Vector.GP, 0)
     this.stackBegin()
@@ -913,16 +1545,39 @@ export class Cpu {
     const cs = this.prepareCodeSegment(selector, true)
     if (offset > this.loadLimit) throw this.fault(Vector.GP, 0)
     this.stackRelease(release)
+    if (this.protectedMode && (selector & 3) > this.cpl) return this.returnToOuterRing(cs, offset, size, release)
     this.stackCommit()
     this.commitSegment(Seg.CS, cs)
     this.pc = offset
   }
 
+  /**
+   * RETF/IRET to an outer ring, with CS checked in the load fields and ESP (this.sp)
+   * past the popped CS:EIP (and EFLAGS): pops ESP and SS, switches to them, then
+   * nulls the data segment registers the outer ring may not use.
+   */
+  private returnToOuterRing(cs: number, offset: number, size: number, release: number): void {
+    const csBase = this.loadBase
+    const csLimit = this.loadLimit
+    const csAttr = this.loadAttr
+    const esp = this.pop(size)
+    const ss = this.pop(size) & 0xffff
+    const rpl = cs & 3
+    this.prepareOuterStack(ss, rpl)
+    this.commitSegment(Seg.SS, ss)
+    const newEsp = size === 4 ? esp : ((this.regs[Reg.ESP] & 0xffff0000) | esp) >>> 0
+    this.regs[Reg.ESP] = this.stack32 ? (newEsp + release) >>> 0 : ((newEsp & 0xffff0000) | ((newEsp + release) & 0xffff)) >>> 0
+    this.loadBase = csBase
+    this.loadLimit = csLimit
+    this.loadAttr = csAttr
+    this.commitSegment(Seg.CS, cs)
+    this.nullInaccessibleSegments(rpl)
+    this.pc = offset
+  }
+
   private interruptReturn(): void {
     const size = this.opSize
-    if (this.protectedMode && (this.flags & NT) !== 0) {
-      throw this.unimplemented("IRET with NT set (task return) is not modelled", false)
-    }
+    if (this.protectedMode && (this.flags & NT) !== 0) return this.taskReturn()
     this.stackBegin()
     const offset = this.pop(size)
     const selector = this.pop(size) & 0xffff
@@ -942,14 +1597,92 @@ export class Cpu {
     }
     const cs = this.prepareCodeSegment(selector, true)
     if (offset > this.loadLimit) throw this.fault(Vector.GP, 0)
-    this.stackCommit()
-    this.commitSegment(Seg.CS, cs)
+    if (this.protectedMode && (selector & 3) > this.cpl) {
+      // The flags that may change were decided at the old CPL, above.
+      this.returnToOuterRing(cs, offset, size, 0)
+    } else {
+      this.stackCommit()
+      this.commitSegment(Seg.CS, cs)
+      this.pc = offset
+    }
     this.flags = (this.flags & ~changeable) | (image & changeable) | EFLAGS_FIXED
-    this.pc = offset
+  }
+
+  /**
+   * IRET with NT set returns to the task whose TSS selector is the back link at offset 0
+   * of the current TSS (SDM Vol. 2A, IRET). The back link is checked as hardware does
+   * (#TS(link) unless it names a busy TSS in the GDT, #NP(link) if not present); the
+   * task switch itself is not modelled and stops with an internal error.
+   */
+  private taskReturn(): void {
+    const link = this.readLinear(this.trBase, 2, 0)
+    const error = link & 0xfffc
+    if ((link & 4) !== 0 || error === 0) throw this.fault(Vector.TS, error)
+    this.readDescriptor(link, 0, Vector.TS)
+    const type = (this.descHi >>> 8) & 0x1f
+    if (type !== 0x03 && type !== 0x0b) throw this.fault(Vector.TS, error)
+    if ((this.descHi & 0x8000) === 0) throw this.fault(Vector.NP, error)
+    throw this.unimplemented("IRET with NT set (a task switch) is not modelled", false)
   }
 
   private softwareInterrupt(vector: number): void {
+    // The handler runs with TF clear; no single-step trap follows INT n / INT3 / INTO itself.
+    this.noStepTrap = true
     this.deliver(vector, false, 0, this.pc, true)
+  }
+
+  /**
+   * SYSENTER (SDM Vol. 2B): flat ring-0 CS from IA32_SYSENTER_CS and SS the next
+   * selector, ESP and EIP from their MSRs; VM, IF and RF cleared.
+   */
+  private systemEnter(): void {
+    const cs = this.sysenterCs & 0xfffc
+    if (!this.protectedMode || cs === 0) throw this.fault(Vector.GP, 0)
+    this.flags &= ~(VM | IF | RF)
+    this.setFlatSegment(Seg.CS, cs, 0xc09b)
+    this.setFlatSegment(Seg.SS, cs + 8, 0xc093)
+    this.regs[Reg.ESP] = this.sysenterEsp
+    this.pc = this.sysenterEip
+  }
+
+  /** SYSEXIT: flat ring-3 CS = SYSENTER_CS+16, SS = +24 (RPL 3); ESP = ECX, EIP = EDX. */
+  private systemExit(): void {
+    const cs = this.sysenterCs & 0xfffc
+    if (!this.protectedMode || this.cpl !== 0 || cs === 0) throw this.fault(Vector.GP, 0)
+    this.setFlatSegment(Seg.CS, (cs + 16) | 3, 0xc0fb)
+    this.setFlatSegment(Seg.SS, (cs + 24) | 3, 0xc0f3)
+    this.regs[Reg.ESP] = this.regs[Reg.ECX]
+    this.pc = this.regs[Reg.EDX]
+  }
+
+  /** SYSENTER/SYSEXIT load fixed caches without reading the GDT. */
+  private setFlatSegment(seg: number, selector: number, attr: number): void {
+    this.segSelector[seg] = selector
+    this.segBase[seg] = 0
+    this.segLimit[seg] = 0xffffffff
+    this.segAttr[seg] = attr
+  }
+
+  /**
+   * MOV to/from DR0-DR7 (CPL 0). DR4/DR5 alias DR6/DR7 unless CR4.DE makes them #UD.
+   * The values are stored with their fixed bits; DR7 instruction and data breakpoints fire (I/O breakpoints and DR7.GD are not modelled).
+   */
+  private moveDebugRegister(toDr: boolean): void {
+    this.decodeModrmRegisterOnly()
+    this.requireCpl0()
+    let dr = this.regField
+    if (dr === 4 || dr === 5) {
+      if ((this.cr4 & CR4_DE) !== 0) throw this.undefinedOpcode()
+      dr += 2
+    }
+    if (!toDr) {
+      this.regs[this.rm] = this.dr[dr]
+      return
+    }
+    const v = this.regs[this.rm]
+    // DR6: bits 31:16 and 11:4 read as 1, bit 12 as 0; DR7: bit 10 reads as 1, bits 15:14 and 12:11 as 0.
+    this.dr[dr] = dr === 6 ? (v & 0xe00f) | 0xffff0ff0 : dr === 7 ? ((v & 0xffff27ff) | 0x400) >>> 0 : v
+    this.debugRegistersChanged()
   }
 
   // ---------------------------------------------------------------- step
@@ -963,6 +1696,7 @@ export class Cpu {
     this.addrSize = code32 ? 4 : 2
     this.segOverride = -1
     this.repPrefix = 0
+    let lock = false
     let op = this.fetch8()
     prefixes: for (;;) {
       switch (op) {
@@ -991,7 +1725,8 @@ export class Cpu {
           this.addrSize = code32 ? 2 : 4
           break
         case 0xf0:
-          // LOCK: a single CPU with no concurrent memory agents needs no atomicity.
+          // LOCK: a single CPU with no concurrent memory agents needs no atomicity; only its validity is checked.
+          lock = true
           break
         case 0xf2:
         case 0xf3:
@@ -1002,8 +1737,46 @@ export class Cpu {
       }
       op = this.fetch8()
     }
+    if (lock) this.checkLockable(op)
     this.execute(op)
     this.eip = this.pc
+  }
+
+  /**
+   * LOCK is #UD unless the instruction is one of the read-modify-write forms the SDM
+   * lists (ADD…XOR except CMP, BT[SRC], XCHG, XADD, CMPXCHG, CMPXCHG8B, INC/DEC, NOT/NEG)
+   * with a memory destination. Peeks at the opcode and ModRM without consuming them.
+   */
+  private checkLockable(op: number): void {
+    const start = this.pc
+    let ok = false
+    if (op === 0x0f) {
+      const op2 = this.fetch8()
+      if (op2 === 0xab || op2 === 0xb3 || op2 === 0xbb || op2 === 0xb0 || op2 === 0xb1 || op2 === 0xc0 || op2 === 0xc1) {
+        ok = this.fetch8() < 0xc0
+      } else if (op2 === 0xba) {
+        const m = this.fetch8()
+        ok = m < 0xc0 && ((m >>> 3) & 7) >= 5
+      } else if (op2 === 0xc7) {
+        const m = this.fetch8()
+        ok = m < 0xc0 && ((m >>> 3) & 7) === 1
+      }
+    } else if (op < 0x40) {
+      ok = (op & 6) === 0 && (op & 0x38) !== 0x38 && this.fetch8() < 0xc0
+    } else if (op >= 0x80 && op <= 0x83) {
+      const m = this.fetch8()
+      ok = m < 0xc0 && ((m >>> 3) & 7) !== 7
+    } else if (op === 0x86 || op === 0x87) {
+      ok = this.fetch8() < 0xc0
+    } else if (op === 0xf6 || op === 0xf7) {
+      const m = this.fetch8()
+      ok = m < 0xc0 && (((m >>> 3) & 7) === 2 || ((m >>> 3) & 7) === 3)
+    } else if (op === 0xfe || op === 0xff) {
+      const m = this.fetch8()
+      ok = m < 0xc0 && ((m >>> 3) & 7) <= 1
+    }
+    if (!ok) throw this.undefinedOpcode()
+    this.pc = start
   }
 
   private execute(op: number): void {
@@ -1146,7 +1919,7 @@ export class Cpu {
         return this.checkBounds()
       case 0x63:
         if (!this.protectedMode) throw this.undefinedOpcode()
-        throw this.unimplemented("ARPL is not modelled", true)
+        return this.adjustRpl()
       case 0x68:
         return this.pushValue(this.fetchImm(osz))
       case 0x69:
@@ -1241,6 +2014,7 @@ export class Cpu {
         if (seg === Seg.CS || seg > Seg.GS) throw this.undefinedOpcode()
         const selector = this.readRm(2)
         this.prepareSegment(seg, selector)
+        if (seg === Seg.SS) this.movSs()
         return this.commitSegment(seg, selector)
       }
       case 0x8f:
@@ -1272,7 +2046,8 @@ export class Cpu {
         return this.farCall(this.fetch16(), offset)
       }
       case 0x9b:
-        // FWAIT: with no x87 there is never a pending x87 exception.
+        // FWAIT: #NM with CR0.MP and CR0.TS both set; otherwise, with no x87, never a pending x87 exception.
+        if ((this.cr0 & (CR0_MP | CR0_TS)) === (CR0_MP | CR0_TS)) throw this.fault(Vector.NM, 0)
         return
       case 0x9c:
         // The image never shows VM or RF.
@@ -1411,6 +2186,8 @@ export class Cpu {
       case 0xdd:
       case 0xde:
       case 0xdf:
+        // CR0.EM or CR0.TS make every x87 instruction #NM before anything else (SDM Vol. 3A, 2.5).
+        if ((this.cr0 & (CR0_EM | CR0_TS)) !== 0) throw this.fault(Vector.NM, 0)
         throw this.unimplemented("x87 floating-point instruction is not modelled", true)
       case 0xe0:
       case 0xe1:
@@ -1456,7 +2233,9 @@ export class Cpu {
       case 0xef:
         return this.portOutAccumulator(osz, this.regs[Reg.EDX] & 0xffff, false)
       case 0xf1:
-        throw this.unimplemented("INT1 (ICEBP) is not modelled", false)
+        // INT1 (ICEBP): #DB as a trap, delivered like a hardware exception (no gate DPL check); DR6 is unchanged.
+        this.noStepTrap = true
+        return this.deliver(Vector.DB, false, 0, this.pc, false)
       case 0xf4:
         this.requireCpl0()
         this.exits.hlt()
@@ -1480,6 +2259,8 @@ export class Cpu {
         return
       case 0xfb:
         this.requireIopl()
+        // Only an STI that sets IF opens an interrupt shadow.
+        if ((this.flags & IF) === 0) this.shadowSet = SHADOW_STI
         this.flags |= IF
         return
       case 0xfc:
@@ -1504,12 +2285,12 @@ export class Cpu {
     const osz = this.opSize
     switch (op) {
       case 0x00:
-        throw this.unimplemented("SLDT/STR/LLDT/LTR/VERR/VERW is not modelled", true)
+        return this.group6()
       case 0x01:
         return this.group7()
       case 0x02:
       case 0x03:
-        throw this.unimplemented("LAR/LSL is not modelled", true)
+        return this.loadAccessOrLimit(op === 0x03)
       case 0x06:
         this.requireCpl0()
         this.cr0 = (this.cr0 & ~CR0_TS) >>> 0
@@ -1536,16 +2317,27 @@ export class Cpu {
         return this.moveControlRegister(op === 0x22)
       case 0x21:
       case 0x23:
-        throw this.unimplemented("MOV to/from debug registers is not modelled", true)
+        return this.moveDebugRegister(op === 0x23)
       case 0x30:
+        this.requireCpl0()
+        if (!this.exits.wrmsr(this.regs[Reg.ECX], this.regs[Reg.EAX], this.regs[Reg.EDX])) throw this.fault(Vector.GP, 0)
+        return
       case 0x31:
+        if ((this.cr4 & CR4_TSD) !== 0) this.requireCpl0()
+        this.exits.rdtsc()
+        return
       case 0x32:
-      case 0x33:
+        this.requireCpl0()
+        if (!this.exits.rdmsr(this.regs[Reg.ECX])) throw this.fault(Vector.GP, 0)
+        return
       case 0x34:
+        return this.systemEnter()
       case 0x35:
+        return this.systemExit()
+      case 0x33:
       case 0x37:
       case 0x77:
-        throw this.unimplemented("system instruction (RDMSR/WRMSR/RDTSC/RDPMC/SYSENTER/SYSEXIT/GETSEC/EMMS) is not modelled", false)
+        throw this.unimplemented("RDPMC/GETSEC/EMMS is not modelled", false)
       case 0x38:
         this.fetch8()
         throw this.unimplemented("three-byte 0F 38 instruction is not modelled", true)
@@ -1789,7 +2581,12 @@ export class Cpu {
     this.decodeModrm()
     const n = (count < 0 ? this.fetch8() : count) & 31
     const a = this.readRm(size)
-    if (n === 0) return
+    if (n === 0) {
+      // KVM's emulator writes a memory destination back even for a zero count: on MMIO
+      // userspace sees that write (test/conformance); on RAM it changes nothing.
+      if (this.mod !== 3) this.writeRm(size, a)
+      return
+    }
     const op = this.regField
     this.writeRm(size, shiftResult(op, a, n, size, this.flags))
     this.flags = shiftFlags(op, a, n, size, this.flags)
@@ -1801,7 +2598,11 @@ export class Cpu {
     this.decodeModrm()
     const count = (immediateCount ? this.fetch8() : this.regs[Reg.ECX]) & 31
     const dest = this.readRm(size)
-    if (count === 0) return
+    if (count === 0) {
+      // As in shiftRm: KVM's emulator writes the memory destination back unchanged.
+      if (this.mod !== 3) this.writeRm(size, dest)
+      return
+    }
     const src = this.getReg(size, this.regField)
     this.writeRm(size, doubleShiftResult(left, dest, src, count, size))
     this.flags = doubleShiftFlags(left, dest, src, count, size, this.flags)
@@ -1879,7 +2680,11 @@ export class Cpu {
     this.flags = overflow ? this.flags | CF | OF : this.flags & ~(CF | OF)
   }
 
-  /** DIV: #DE on a zero divisor or a quotient too large. All flags are undefined; unchanged. */
+  /**
+   * DIV: #DE on a zero divisor or a quotient too large. All flags are undefined; the
+   * host CPU (AMD, seen through /dev/kvm in test/conformance) keeps CF and OF, sets AF
+   * and clears SF, ZF and PF, for DIV and IDIV alike. A faulting division changes none.
+   */
   private divideAccumulator(size: number, d: number): void {
     if (d === 0) throw this.fault(Vector.DE, 0)
     if (size === 1) {
@@ -1900,6 +2705,7 @@ export class Cpu {
       this.regs[Reg.EAX] = this.quotient[0]
       this.regs[Reg.EDX] = this.quotient[1]
     }
+    this.flags = (this.flags & ~(SF | ZF | PF)) | AF
   }
 
   /** IDIV: the quotient truncates toward zero and the remainder takes the dividend's sign. */
@@ -1937,9 +2743,14 @@ export class Cpu {
       this.regs[Reg.EAX] = quotientNegative ? -q >>> 0 : q
       this.regs[Reg.EDX] = negative ? -r >>> 0 : r
     }
+    this.flags = (this.flags & ~(SF | ZF | PF)) | AF
   }
 
-  /** DAA/DAS (SDM Vol. 2A pseudo-code). OF is undefined and left unchanged. */
+  /**
+   * DAA/DAS (SDM Vol. 2A pseudo-code). OF is undefined; the host CPU (AMD,
+   * fixtures/bcd-hardware.json) sets it as the signed overflow of the adjustment:
+   * AL's sign went from 0 to 1 (DAA) or from 1 to 0 (DAS).
+   */
   private decimalAdjust(subtract: boolean): void {
     const al = this.regs[Reg.EAX] & 0xff
     const oldCf = this.flags & CF
@@ -1959,7 +2770,8 @@ export class Cpu {
       cf = 0
     }
     this.setReg(1, Reg.EAX, r)
-    this.flags = (this.flags & ~(CF | AF | ZF | SF | PF)) | zsp(r, 1) | cf | af
+    const of = (subtract ? al & ~r : ~al & r) & 0x80 ? OF : 0
+    this.flags = (this.flags & ~(CF | AF | ZF | SF | PF | OF)) | zsp(r, 1) | cf | af | of
   }
 
   /** AAA/AAS. OF, SF, ZF and PF are undefined and left unchanged. */
@@ -1978,21 +2790,26 @@ export class Cpu {
     this.flags = adjust ? this.flags | AF | CF : this.flags & ~(AF | CF)
   }
 
-  /** AAM: #DE for a zero base. OF, AF and CF are undefined and left unchanged. */
+  /** AAM: #DE for a zero base. OF, AF and CF are undefined; the host CPU (AMD, fixtures/bcd-hardware.json) clears them. */
   private asciiAdjustMultiply(base: number): void {
     if (base === 0) throw this.fault(Vector.DE, 0)
     const al = this.regs[Reg.EAX] & 0xff
     const r = al % base
     this.setReg(2, Reg.EAX, (Math.floor(al / base) << 8) | r)
-    this.flags = (this.flags & ~(ZF | SF | PF)) | zsp(r, 1)
+    this.flags = (this.flags & ~(ZF | SF | PF | OF | AF | CF)) | zsp(r, 1)
   }
 
-  /** AAD. OF, AF and CF are undefined and left unchanged. */
+  /**
+   * AAD. OF, AF and CF are undefined; the host CPU (AMD, fixtures/bcd-hardware.json)
+   * gives those of the byte addition AL + (AH * base).
+   */
   private asciiAdjustDivide(base: number): void {
     const ax = this.regs[Reg.EAX]
-    const r = ((ax & 0xff) + ((ax >>> 8) & 0xff) * base) & 0xff
+    const al = ax & 0xff
+    const product = (((ax >>> 8) & 0xff) * base) & 0xff
+    const r = (al + product) & 0xff
     this.setReg(2, Reg.EAX, r)
-    this.flags = (this.flags & ~(ZF | SF | PF)) | zsp(r, 1)
+    this.flags = addFlags(al, product, r, 1, 0, this.flags)
   }
 
   private group5(): void {
@@ -2042,6 +2859,13 @@ export class Cpu {
     this.prepareSegment(seg, selector)
     this.stackCommit()
     this.commitSegment(seg, selector)
+    if (seg === Seg.SS) this.movSs()
+  }
+
+  /** MOV SS / POP SS: interrupts and the single-step trap wait until after the next instruction (SDM Vol. 3A, 6.8.3). */
+  private movSs(): void {
+    this.shadowSet = SHADOW_MOV_SS
+    this.noStepTrap = true
   }
 
   /** POP r/m: a memory operand based on ESP is addressed with ESP already incremented. */
@@ -2219,6 +3043,8 @@ export class Cpu {
 
   /** CMPXCHG8B m64: only ZF changes; the destination is written either way, as on hardware. */
   private compareExchange8Bytes(): void {
+    // An 8-byte operand must be 8-aligned for #AC.
+    if (((this.segBase[this.eaSeg] + this.eaOff) & 7) !== 0) this.checkAlignment()
     const high = this.offsetAdd(this.eaOff, 4)
     const lo = this.readMem(this.eaSeg, this.eaOff, 4)
     const hi = this.readMem(this.eaSeg, high, 4)
@@ -2281,18 +3107,22 @@ export class Cpu {
       case 0: {
         if ((v & CR0_PG) !== 0 && (v & CR0_PE) === 0) throw this.fault(Vector.GP, 0)
         if ((v & CR0_NW) !== 0 && (v & CR0_CD) === 0) throw this.fault(Vector.GP, 0)
-        if ((v & CR0_PG) !== 0) throw this.unimplemented("paging (CR0.PG) is not modelled yet", false)
-        this.cr0 = ((v & CR0_DEFINED) | CR0_ET) >>> 0
+        const cr0 = ((v & CR0_DEFINED) | CR0_ET) >>> 0
+        if (((cr0 ^ this.cr0) & (CR0_PG | CR0_WP | CR0_PE)) !== 0) this.flushTlb()
+        this.cr0 = cr0
         return
       }
       case 2:
         this.cr2 = v
         return
       case 3:
+        // A CR3 load flushes every translation but those of global pages.
         this.cr3 = v
+        this.flushTlb(true)
         return
       default:
         if ((v & ~CR4_DEFINED) !== 0) throw this.fault(Vector.GP, 0)
+        if (((v ^ this.cr4) & (CR4_PSE | CR4_PGE)) !== 0) this.flushTlb()
         this.cr4 = v
         return
     }
@@ -2317,8 +3147,15 @@ export class Cpu {
       case 1: {
         const limit = reg === 0 ? this.gdtrLimit : this.idtrLimit
         const base = reg === 0 ? this.gdtrBase : this.idtrBase
-        this.writeMem(this.eaSeg, this.eaOff, 2, limit)
-        this.writeMem(this.eaSeg, this.offsetAdd(this.eaOff, 2), 4, base)
+        // #AC asks for the operand to be 4-aligned (SDM Vol. 3A, Table 6-7), not each of its two parts.
+        if (((this.segBase[this.eaSeg] + this.eaOff) & 3) !== 0) this.checkAlignment()
+        this.alignmentChecked = true
+        try {
+          this.writeMem(this.eaSeg, this.eaOff, 2, limit)
+          this.writeMem(this.eaSeg, this.offsetAdd(this.eaOff, 2), 4, base)
+        } finally {
+          this.alignmentChecked = false
+        }
         return
       }
       case 2:
@@ -2349,12 +3186,146 @@ export class Cpu {
         this.cr0 = ((this.cr0 & ~0xe) | (v & 0xf)) >>> 0
         return
       }
-      case 7:
-        // INVLPG: there is no TLB until paging is modelled.
+      case 7: {
+        // INVLPG m: the segment's base applies, but no limit or rights check (SDM Vol. 2A).
         this.requireCpl0()
+        this.invalidatePage((this.segBase[this.eaSeg] + this.eaOff) >>> 0)
         return
+      }
       default:
         throw this.undefinedOpcode()
+    }
+  }
+
+  // ---------------------------------------------------------------- system segments and descriptor queries
+
+  /** 0F 00: SLDT, STR, LLDT, LTR, VERR, VERW (not recognised in real mode). */
+  private group6(): void {
+    this.decodeModrm()
+    if (!this.protectedMode) throw this.undefinedOpcode()
+    switch (this.regField) {
+      case 0:
+      case 1: {
+        const selector = this.regField === 0 ? this.ldtrSelector : this.trSelector
+        // To a register the selector is zero-extended to the operand size; to memory it is 16 bits.
+        if (this.mod === 3) this.setReg(this.opSize, this.rm, selector)
+        else this.writeMem(this.eaSeg, this.eaOff, 2, selector)
+        return
+      }
+      case 2:
+        return this.loadLdtr(this.readRm(2))
+      case 3:
+        return this.loadTr(this.readRm(2))
+      case 4:
+      case 5:
+        return this.verify(this.readRm(2), this.regField === 5)
+      default:
+        throw this.undefinedOpcode()
+    }
+  }
+
+  /** LLDT (SDM Vol. 2A): a null selector leaves LDTR unusable; otherwise an LDT descriptor (type 2) from the GDT. */
+  private loadLdtr(selector: number): void {
+    this.requireCpl0()
+    const error = selector & 0xfffc
+    if (error === 0) {
+      this.ldtrSelector = selector
+      this.ldtrAttr = ATTR_UNUSABLE
+      return
+    }
+    if ((selector & 4) !== 0) throw this.fault(Vector.GP, error)
+    this.readDescriptor(selector, 0)
+    const attr = descriptorAttr(this.descHi)
+    if ((attr & (ATTR_S | 0xf)) !== 0x2) throw this.fault(Vector.GP, error)
+    if ((attr & ATTR_P) === 0) throw this.fault(Vector.NP, error)
+    this.ldtrSelector = selector
+    this.ldtrBase = descriptorBase(this.descLo, this.descHi)
+    this.ldtrLimit = descriptorLimit(this.descLo, this.descHi)
+    this.ldtrAttr = attr
+  }
+
+  /** LTR (SDM Vol. 2A): an available TSS from the GDT, which LTR marks busy in memory. */
+  private loadTr(selector: number): void {
+    this.requireCpl0()
+    const error = selector & 0xfffc
+    if (error === 0) throw this.fault(Vector.GP, 0)
+    if ((selector & 4) !== 0) throw this.fault(Vector.GP, error)
+    this.readDescriptor(selector, 0)
+    const attr = descriptorAttr(this.descHi)
+    const type = attr & (ATTR_S | 0xf)
+    if (type !== 0x1 && type !== 0x9) throw this.fault(Vector.GP, error)
+    if ((attr & ATTR_P) === 0) throw this.fault(Vector.NP, error)
+    this.writeLinear((this.descAddress + 5) >>> 0, 1, ((this.descHi >>> 8) | 2) & 0xff, ACCESS_WRITE)
+    this.trSelector = selector
+    this.trBase = descriptorBase(this.descLo, this.descHi)
+    this.trLimit = descriptorLimit(this.descLo, this.descHi)
+    this.trAttr = attr | 2
+  }
+
+  /**
+   * The common part of LAR/LSL/VERR/VERW: reads the descriptor a selector names without
+   * faulting on table limits. Returns false (ZF = 0) for a null selector, one outside
+   * its table, or one the current CPL and RPL may not see (a non-conforming segment or
+   * system descriptor with DPL < max(CPL, RPL)).
+   */
+  private queryDescriptor(selector: number): boolean {
+    if ((selector & 0xfffc) === 0) return false
+    const index = selector & 0xfff8
+    if ((selector & 4) !== 0) {
+      if ((this.ldtrAttr & ATTR_UNUSABLE) !== 0 || index + 7 > this.ldtrLimit) return false
+    } else if (index + 7 > this.gdtrLimit) {
+      return false
+    }
+    this.readDescriptor(selector, 0)
+    const attr = descriptorAttr(this.descHi)
+    const conformingCode = (attr & (ATTR_S | ATTR_CODE | ATTR_EXPAND_DOWN_CONFORMING)) === (ATTR_S | ATTR_CODE | ATTR_EXPAND_DOWN_CONFORMING)
+    if (!conformingCode && (attrDpl(attr) < this.cpl || attrDpl(attr) < (selector & 3))) return false
+    return true
+  }
+
+  /** LAR (`limit` false) / LSL (true): ZF = 1 and the rights or the scaled limit when the descriptor is visible and of a valid type. */
+  private loadAccessOrLimit(limit: boolean): void {
+    if (!this.protectedMode) throw this.undefinedOpcode()
+    this.decodeModrm()
+    const osz = this.opSize
+    const selector = this.readRm(2)
+    let ok = this.queryDescriptor(selector)
+    if (ok && (this.descHi & (1 << 12)) === 0) {
+      // System descriptors: LAR accepts TSSs, LDT and call/task gates; LSL only TSSs and the LDT.
+      const type = (this.descHi >>> 8) & 0xf
+      ok = limit ? SYSTEM_TYPES_LSL.has(type) : SYSTEM_TYPES_LAR.has(type)
+    }
+    if (!ok) {
+      this.flags &= ~ZF
+      return
+    }
+    const v = limit ? descriptorLimit(this.descLo, this.descHi) : this.descHi & 0x00f0ff00
+    this.setReg(osz, this.regField, fit(v, osz))
+    this.flags |= ZF
+  }
+
+  /** VERR/VERW: ZF = 1 when the segment is readable (VERR) or writable (VERW) at the current CPL and the selector's RPL. */
+  private verify(selector: number, write: boolean): void {
+    let ok = this.queryDescriptor(selector)
+    if (ok) {
+      const attr = descriptorAttr(this.descHi)
+      if ((attr & ATTR_S) === 0) ok = false
+      else if (write) ok = (attr & (ATTR_CODE | ATTR_WRITABLE_READABLE)) === ATTR_WRITABLE_READABLE
+      else ok = (attr & (ATTR_CODE | ATTR_WRITABLE_READABLE)) !== ATTR_CODE
+    }
+    this.flags = ok ? this.flags | ZF : this.flags & ~ZF
+  }
+
+  /** ARPL r/m16, r16: raises the destination's RPL to the source's; ZF tells whether it changed. */
+  private adjustRpl(): void {
+    this.decodeModrm()
+    const dest = this.readRm(2)
+    const src = this.getReg(2, this.regField)
+    if ((dest & 3) < (src & 3)) {
+      this.writeRm(2, (dest & ~3) | (src & 3))
+      this.flags |= ZF
+    } else {
+      this.flags &= ~ZF
     }
   }
 
@@ -2374,13 +3345,13 @@ export class Cpu {
   }
 
   private portInAccumulator(size: number, port: number, immediate: boolean): void {
-    this.requireIopl()
+    this.checkIoPermission(port, size)
     const v = this.exits.portIn(port, size as IoSize, this.ioQualification(size, true, false, immediate, port))
     this.setReg(size, Reg.EAX, v)
   }
 
   private portOutAccumulator(size: number, port: number, immediate: boolean): void {
-    this.requireIopl()
+    this.checkIoPermission(port, size)
     const v = this.getReg(size, Reg.EAX)
     this.exits.portOut(port, size as IoSize, v, this.ioQualification(size, false, false, immediate, port))
   }
@@ -2454,13 +3425,13 @@ export class Cpu {
   }
 
   private inString(size: number): void {
-    this.requireIopl()
+    const port = this.regs[Reg.EDX] & 0xffff
+    this.checkIoPermission(port, size)
     const rep = this.repPrefix !== 0
     if (rep && this.countRegister() === 0) return
-    const port = this.regs[Reg.EDX] & 0xffff
     const di = this.indexRegister(Reg.EDI)
     // Protection checks come before the port is read.
-    this.checkedLinear(Seg.ES, di, size, true)
+    this.probeWrite(this.checkedLinear(Seg.ES, di, size, true), size)
     const v = this.exits.portIn(port, size as IoSize, this.ioQualification(size, true, true, false, port))
     this.writeMem(Seg.ES, di, size, v)
     this.advanceIndex(Reg.EDI, size)
@@ -2468,10 +3439,10 @@ export class Cpu {
   }
 
   private outString(size: number): void {
-    this.requireIopl()
+    const port = this.regs[Reg.EDX] & 0xffff
+    this.checkIoPermission(port, size)
     const rep = this.repPrefix !== 0
     if (rep && this.countRegister() === 0) return
-    const port = this.regs[Reg.EDX] & 0xffff
     const v = this.readMem(this.dataSeg, this.indexRegister(Reg.ESI), size)
     this.exits.portOut(port, size as IoSize, v, this.ioQualification(size, false, true, false, port))
     this.advanceIndex(Reg.ESI, size)

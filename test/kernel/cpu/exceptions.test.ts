@@ -219,8 +219,8 @@ describe("internal error for valid instructions the model does not implement", (
     expect(m.cpu.internalError?.address).toBe(CODE)
   })
 
-  it("rdmsr and SSE instructions stop too", () => {
-    expect(protectedMode(hex("0f 32")).cpu.run(1)).toBe(CpuStop.InternalError)
+  it("RDPMC and SSE instructions stop too", () => {
+    expect(protectedMode(hex("0f 33")).cpu.run(1)).toBe(CpuStop.InternalError)
     const sse = protectedMode(hex("0f 28 c1"))
     expect(sse.cpu.run(1)).toBe(CpuStop.InternalError)
     expect(sse.cpu.internalError?.bytes).toEqual(hex("0f 28 c1"))
