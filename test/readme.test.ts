@@ -32,16 +32,21 @@ const dir = mkdtempSync(join(tmpdir(), "vmrr-readme-"))
 symlinkSync(join(repoRoot, "guests"), join(dir, "guests"))
 afterAll(() => rmSync(dir, { recursive: true, force: true }))
 
+/** Runs one example; `| head -N` / `| tail -N` apply to stdout only, as in a shell, with stderr after it. */
 const run = (command: string): string => {
-  const [vmrrPart, headPart] = command.split(" | ")
+  const [vmrrPart, pipePart] = command.split(" | ")
   const args = vmrrPart.split(" ")
   expect(args.slice(0, 2)).toEqual(["npx", "vmrr"])
   const r = spawnSync(process.execPath, [join(repoRoot, "bin/vmrr.js"), ...args.slice(2)], { cwd: dir, encoding: "utf8" })
   // A terminal shows the guest's CR LF as a plain line break, and so does the README.
-  const output = (r.stdout + r.stderr).replaceAll("\r\n", "\n")
-  if (headPart === undefined) return output
-  const n = Number(/^head -(\d+)$/.exec(headPart)?.[1])
-  return `${output.split("\n").slice(0, n).join("\n")}\n`
+  const stdout = r.stdout.replaceAll("\r\n", "\n")
+  const stderr = r.stderr.replaceAll("\r\n", "\n")
+  if (pipePart === undefined) return stdout + stderr
+  const [, filter, count] = /^(head|tail) -(\d+)$/.exec(pipePart) ?? []
+  expect(filter, `unsupported pipe in README: ${pipePart}`).toBeDefined()
+  const lines = stdout.replace(/\n$/, "").split("\n")
+  const kept = filter === "head" ? lines.slice(0, Number(count)) : lines.slice(-Number(count))
+  return `${kept.join("\n")}\n${stderr}`
 }
 
 describe("README", () => {
