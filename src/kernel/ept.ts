@@ -26,6 +26,7 @@ export class Ept implements PhysicalMemory {
   private readonly frames: Uint8Array
   private readonly slotMemory: Uint8Array[]
   private readonly slotBase: number[]
+  readonly frameWrites: Uint32Array
 
   constructor(
     private readonly memslots: Memslots,
@@ -34,6 +35,7 @@ export class Ept implements PhysicalMemory {
     this.frames = memslots.frames
     this.slotMemory = memslots.slotMemory
     this.slotBase = memslots.slotBase
+    this.frameWrites = memslots.frameWrites
   }
 
   fetch8(gpa: number): number {
@@ -79,6 +81,7 @@ export class Ept implements PhysicalMemory {
     const frame = this.frames[gpa >>> 12]
     if (frame !== FRAME_NOT_PRESENT && frame !== FRAME_MMIO) {
       this.slotMemory[frame - 1][gpa - this.slotBase[frame - 1]] = value
+      this.frameWrites[gpa >>> 12]++
       return
     }
     this.slowWrite(gpa, 1, value & 0xff)
@@ -91,6 +94,7 @@ export class Ept implements PhysicalMemory {
       const i = gpa - this.slotBase[frame - 1]
       m[i] = value
       m[i + 1] = value >>> 8
+      this.frameWrites[gpa >>> 12]++
       return
     }
     this.slowWrite(gpa, 2, value & 0xffff)
@@ -105,6 +109,7 @@ export class Ept implements PhysicalMemory {
       m[i + 1] = value >>> 8
       m[i + 2] = value >>> 16
       m[i + 3] = value >>> 24
+      this.frameWrites[gpa >>> 12]++
       return
     }
     this.slowWrite(gpa, 4, value >>> 0)

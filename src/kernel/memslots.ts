@@ -14,6 +14,11 @@ export const MAX_MEMSLOTS = 254
  */
 export class Memslots {
   readonly frames = new Uint8Array(1 << 20)
+  /**
+   * Writes per frame, by any vCPU (see PhysicalMemory.frameWrites): the interpreters' decoded-
+   * instruction caches compare it. Whatever else writes guest RAM while vCPUs run must count here.
+   */
+  readonly frameWrites = new Uint32Array(1 << 20)
   readonly slotMemory: Uint8Array[] = []
   readonly slotBase: number[] = []
   private readonly slotIds: number[] = []

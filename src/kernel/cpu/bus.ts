@@ -21,6 +21,12 @@ export interface PhysicalMemory {
   write8(gpa: number, value: number): void
   write16(gpa: number, value: number): void
   write32(gpa: number, value: number): void
+  /**
+   * Per 4 KiB guest frame, a counter that every write to the frame's RAM increments,
+   * whoever writes. With it the CPU caches decoded instructions (a changed count makes
+   * the frame's cached instructions stale); without it, it decodes every instruction.
+   */
+  readonly frameWrites?: Uint32Array
 }
 
 /** I/O access size in bytes. */
