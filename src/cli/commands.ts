@@ -10,7 +10,8 @@ import { eventToJson } from "../events/trace/json.ts"
 import { readTraceEvents } from "../events/trace/reader.ts"
 import { openTraceWriter } from "../events/trace/writer.ts"
 import type { VmEvent } from "../events/VmEvent.ts"
-import { runMachine } from "../qemu/runMachine.ts"
+import { HostInputStdin, runWithHostInput } from "../replay/hostInput.ts"
+import { diffTraces, formatCounts, TracesDiffer } from "../replay/diff.ts"
 import { replayTrace } from "../replay/replay.ts"
 import { addressOption, integerOption } from "./options.ts"
 import { writeStderr, writeStdout } from "./output.ts"
@@ -68,7 +69,7 @@ const runCommand = Command.make("run", { image, mode, load, entry, mem, limit, r
           }
         }
       })
-    const events = runMachine(config, bytes)
+    const events = runWithHostInput(config, bytes)
     yield* Option.match(args.record, {
       onNone: () => Stream.runForEachChunk(events, show),
       onSome: (path) =>
@@ -86,7 +87,7 @@ const runCommand = Command.make("run", { image, mode, load, entry, mem, limit, r
       yield* writeStderr(summary.format())
     }
     return exitStatusOf(summary.end)
-  })
+  }).pipe(Effect.provide(HostInputStdin))
 ).pipe(Command.withDescription("run a guest image on the model, with the UART and debugcon on the terminal"))
 
 const trace = Args.file({ name: "FILE", exists: "yes" }).pipe(Args.withDescription("a .vmrr trace"))
@@ -109,7 +110,21 @@ const dumpCommand = Command.make("dump", { trace, json }, (args) =>
   ).pipe(Effect.as(0))
 ).pipe(Command.withDescription("print the events of a trace, one per line"))
 
+const traceA = Args.file({ name: "A", exists: "yes" }).pipe(Args.withDescription("a .vmrr trace"))
+const traceB = Args.file({ name: "B", exists: "yes" }).pipe(Args.withDescription("another .vmrr trace"))
+
+const diffCommand = Command.make("diff", { a: traceA, b: traceB }, (args) =>
+  Effect.gen(function* () {
+    const report = yield* diffTraces(args.a, args.b)
+    const notes = report.headerDifferences.map((d) => `${d}\n`).join("")
+    yield* writeStdout(`${notes}${formatCounts(report)}`)
+    if (report.first !== undefined) return yield* Effect.fail(new TracesDiffer(report.first))
+    yield* writeStdout(`vmrr: traces are identical: all ${report.totalA} events match\n`)
+    return 0
+  })
+).pipe(Command.withDescription("compare two traces: the first event that differs, and the events of each kind on each side"))
+
 export const vmrr = Command.make("vmrr").pipe(
   Command.withDescription("an event-sourced model of the QEMU/KVM split, with deterministic record and replay"),
-  Command.withSubcommands([runCommand, replayCommand, dumpCommand])
+  Command.withSubcommands([runCommand, replayCommand, dumpCommand, diffCommand])
 )

@@ -36,8 +36,10 @@ const program = Console.consoleWith((console) =>
     const [message, status] = ValidationError.isValidationError(error)
       ? [oneLine(HelpDoc.toAnsiText(error.error)), 2]
       : [typeof error === "object" && error !== null && "message" in error ? String(error.message) : String(error), 1]
+    // Some errors carry context (a divergence: the events before it), printed under the line.
+    const details = typeof error === "object" && error !== null && "details" in error && Array.isArray(error.details) ? error.details : []
     return Effect.sync(() => {
-      process.stderr.write(`vmrr: ${message}\n`)
+      process.stderr.write(`vmrr: ${message}\n${details.map((line) => `${String(line)}\n`).join("")}`)
       return status
     })
   }),

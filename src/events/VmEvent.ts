@@ -93,6 +93,18 @@ export const DeviceOutput = Schema.TaggedStruct("DeviceOutput", {
 })
 export type DeviceOutput = typeof DeviceOutput.Type
 
+/**
+ * An input from the host (bytes typed on the serial console), delivered to the device
+ * `source` at exactly `time`. Nothing else in a run depends on the host, so replaying
+ * these at their times reproduces the run.
+ */
+export const HostInput = Schema.TaggedStruct("HostInput", {
+  ...common,
+  source: Schema.Literal("serial0"),
+  bytes: Schema.Uint8Array
+})
+export type HostInput = typeof HostInput.Type
+
 /** An access that no device claims: QEMU reads it as 0 and drops writes. */
 export const Unassigned = Schema.TaggedStruct("Unassigned", {
   ...common,
@@ -133,6 +145,6 @@ export const RunEnd = Schema.TaggedStruct("RunEnd", {
 })
 export type RunEnd = typeof RunEnd.Type
 
-export const VmEvent = Schema.Union(VmEntry, VmExit, Pio, Mmio, PageFault, UserspaceExit, DeviceOutput, Unassigned, RunEnd)
+export const VmEvent = Schema.Union(VmEntry, VmExit, Pio, Mmio, PageFault, UserspaceExit, DeviceOutput, HostInput, Unassigned, RunEnd)
 export type VmEvent = typeof VmEvent.Type
 export type VmEventTag = VmEvent["_tag"]

@@ -44,6 +44,8 @@ const body = (e: VmEvent): string => {
       return `kvm_userspace_exit ${kvmExitName(e.exitReason)} (${e.exitReason})${e.detail === undefined ? "" : `: ${e.detail}`}`
     case "DeviceOutput":
       return `device ${e.device} output ${printable(e.bytes)}`
+    case "HostInput":
+      return `host input ${e.source} ${printable(e.bytes)}`
     case "Unassigned":
       return `unassigned ${e.space} ${e.write ? "write" : "read"} ${hex(e.address)} size ${e.size}`
     case "RunEnd": {

@@ -1,6 +1,8 @@
 import type { FinalRegisters, RunEndReason } from "../events/VmEvent.ts"
 import type { KvmRunExit } from "../kernel/api.ts"
 import type { BusAccess } from "./bus.ts"
+import { uartReceive, uartRxRoom, type Uart16550State } from "./devices/uart16550.ts"
+import { type HostInputDelivery, noHostInput } from "./hostInput.ts"
 import type { Machine } from "./machine.ts"
 
 /** How a run ended, from userspace's point of view. */
@@ -26,6 +28,7 @@ const writeLe = (data: Uint8Array, offset: number, size: number, value: number):
  * for. Returns how the run ended, or undefined to run again.
  */
 export const cpuExecOnce = (machine: Machine): RunOutcome | undefined => {
+  armKick(machine)
   const exit = machine.vcpu.run()
   switch (exit._tag) {
     case "KVM_EXIT_IO":
@@ -37,10 +40,45 @@ export const cpuExecOnce = (machine: Machine): RunOutcome | undefined => {
     case "KVM_EXIT_SHUTDOWN":
       return { reason: "shutdown", message: "triple fault: the guest could not deliver an exception" }
     case "KVM_EXIT_INTR":
+      // Either the instruction limit or a stop for host input (delivered before the next run).
+      if (machine.vcpu.instructionsRetired < machine.config.instructionLimit) return undefined
       return { reason: "instruction-limit", message: `stopped after ${machine.config.instructionLimit} instructions` }
     case "KVM_EXIT_INTERNAL_ERROR":
       return { reason: "internal-error", message: exit.detail }
   }
+}
+
+const SERIAL = "serial0"
+
+/** Bytes serial0 can take now; only asked when something is connected to it. */
+const serialRoom = (machine: Machine): number => {
+  const state = machine.pio.stateOf(SERIAL)
+  return state._tag === "Right" ? uartRxRoom(state.right as Uart16550State) : 0
+}
+
+/**
+ * Before each KVM_RUN: deliver host input that is due now, then ask KVM to stop at the
+ * next delivery or at the instruction limit, whichever comes first.
+ */
+const armKick = (machine: Machine): void => {
+  const input = machine.input
+  const limit = machine.config.instructionLimit
+  if (input === noHostInput) return machine.vcpu.kickAt(limit)
+  const now = machine.vcpu.instructionsRetired
+  let due = input.nextDelivery(now, serialRoom(machine))
+  while (due !== undefined && due <= now && now < limit) {
+    deliverHostInput(machine, input.deliver(now, serialRoom(machine)))
+    due = input.nextDelivery(now, serialRoom(machine))
+  }
+  machine.vcpu.kickAt(due === undefined ? limit : Math.min(due, limit))
+}
+
+/** The input reaches the device (as QEMU's chardev calls `serial_receive1`) and the log. */
+const deliverHostInput = (machine: Machine, delivery: HostInputDelivery): void => {
+  const log = machine.log
+  const time = machine.vcpu.instructionsRetired
+  log.push({ _tag: "HostInput", seq: log.nextSeq, vcpu: machine.vcpu.id, time, source: delivery.source, bytes: delivery.bytes })
+  for (const b of delivery.bytes) machine.pio.update(delivery.source, (s: Uart16550State) => uartReceive(s, b))
 }
 
 /** Port I/O loops over `count` in one place, as kvmtool does; MMIO is one access. */

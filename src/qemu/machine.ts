@@ -12,6 +12,7 @@ import type { Device } from "./devices/device.ts"
 import { DEBUG_EXIT_BASE, DEBUG_EXIT_IO_SIZE, isaDebugExit } from "./devices/isaDebugExit.ts"
 import { COM1_BASE, UART_IO_SIZE, uart16550 } from "./devices/uart16550.ts"
 import { MachineSetupError } from "./errors.ts"
+import { type HostInputPort, noHostInput } from "./hostInput.ts"
 
 const MiB = 1 << 20
 
@@ -26,6 +27,8 @@ export interface Machine {
   readonly pio: Bus
   /** MMIO space: every guest-physical address outside RAM (unassigned reads are 0). */
   readonly mmio: Bus
+  /** Where host input (the serial console) comes from: live, replayed, or nothing. */
+  readonly input: HostInputPort
 }
 
 /** Creates the VM through the KVM-shaped API, as QEMU's `kvm_init` + machine init do. */
@@ -111,7 +114,8 @@ const busError = (e: BusInsertError): MachineSetupError => new MachineSetupError
 export const createMachine = (
   input: MachineConfig,
   image: Uint8Array,
-  kernel: KernelFactory = createVm
+  kernel: KernelFactory = createVm,
+  hostInput: HostInputPort = noHostInput
 ): Either.Either<Machine, MachineSetupError> =>
   Either.gen(function* () {
     const config = yield* validate(input, image)
@@ -131,5 +135,5 @@ export const createMachine = (
     // The stack starts just below the image, growing down.
     vcpu.setRegs({ rax: 0, rbx: 0, rcx: 0, rdx: 0, rsi: 0, rdi: 0, rbp: 0, rsp: config.loadAddress, rip: config.entry, rflags: 0x2 })
     vcpu.kickAt(config.instructionLimit)
-    return { config, log, vm, vcpu, ram, pio, mmio }
+    return { config, log, vm, vcpu, ram, pio, mmio, input: hostInput }
   })

@@ -6,6 +6,7 @@ import type { MachineConfig } from "../events/MachineConfig.ts"
 import type { VmEvent } from "../events/VmEvent.ts"
 import { cpuExecOnce, logRunEnd } from "./cpuExec.ts"
 import type { MachineSetupError } from "./errors.ts"
+import type { HostInputPort } from "./hostInput.ts"
 import { createMachine, type KernelFactory, type Machine } from "./machine.ts"
 
 /** Events per stream chunk: big enough to amortise the stream, small enough to show progress. */
@@ -26,6 +27,17 @@ const runChunk = (machine: Machine): { readonly events: VmEvent[]; readonly done
   return { events: machine.log.drain(), done: false }
 }
 
+export interface RunOptions {
+  readonly kernel?: KernelFactory
+  /** Host input for serial0 (default: none). */
+  readonly input?: HostInputPort
+  /**
+   * Runs before each chunk is computed: where a live input source lets the host event
+   * loop hand it what arrived (the vCPU loop itself never waits for the host).
+   */
+  readonly betweenChunks?: Effect.Effect<void>
+}
+
 /**
  * A whole run as a stream of event chunks, from machine creation to the RunEnd event.
  * The chunking never changes the events: the same guest gives the same stream.
@@ -33,15 +45,20 @@ const runChunk = (machine: Machine): { readonly events: VmEvent[]; readonly done
 export const runMachine = (
   config: MachineConfig,
   image: Uint8Array,
-  kernel?: KernelFactory
+  options: RunOptions = {}
 ): Stream.Stream<VmEvent, MachineSetupError> =>
   Stream.unwrap(
     Effect.map(
-      Effect.suspend(() => createMachine(config, image, kernel)),
-      (machine) =>
-        Stream.paginateChunk(undefined, () => {
+      Effect.suspend(() => createMachine(config, image, options.kernel, options.input)),
+      (machine) => {
+        const chunk = () => {
           const { events, done } = runChunk(machine)
           return [Chunk.unsafeFromArray(events), done ? Option.none() : Option.some(undefined)] as const
-        })
+        }
+        const pause = options.betweenChunks
+        return pause === undefined
+          ? Stream.paginateChunk(undefined, chunk)
+          : Stream.paginateChunkEffect(undefined, () => Effect.zipRight(pause, Effect.sync(chunk)))
+      }
     )
   )

@@ -164,8 +164,8 @@ describe("guests/triplefault.bin", () => {
 })
 
 describe("vmrr run on a self-checking guest", () => {
-  it("prints the guest's lines on stdout and exits with the guest's status: 1 when every check passed", () => {
-    const r = vmrr("run", "guests/paging.bin", "--mode", "pm32", "--load", "0x100000")
+  it("prints the guest's lines on stdout and exits with the guest's status: 1 when every check passed", async () => {
+    const r = await vmrr("run", "guests/paging.bin", "--mode", "pm32", "--load", "0x100000")
     expect(r.stdout.split("\r\n").at(-2)).toBe(`DONE ${guests.paging.length}/${guests.paging.length}`)
     expect(r.stderr).toMatch(/^vmrr: debug-exit \(status 1\)/m)
     expect(r.status).toBe(1)

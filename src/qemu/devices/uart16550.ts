@@ -152,6 +152,12 @@ export const uartReceive = (s: Uart16550State, byte: number): Uart16550State => 
   return fifoEnabled(s) ? { ...s, overrun: true } : { ...s, rx: [b], overrun: true }
 }
 
+/**
+ * How many bytes the receiver can take without an overrun: QEMU's `serial_can_receive`,
+ * which the chardev layer asks before it hands the UART host input.
+ */
+export const uartRxRoom = (s: Uart16550State): number => (fifoEnabled(s) ? UART_FIFO_DEPTH : 1) - s.rx.length
+
 interface ByteRead {
   readonly state: Uart16550State
   readonly value: number

@@ -1,0 +1,104 @@
+/**
+ * Host inputs as the vCPU loop sees them: plain synchronous objects, no Effect and no
+ * host access. Whoever feeds them (stdin at the CLI, a trace at replay) lives at the
+ * edge; here is only the question "when is the next delivery, and what is it?".
+ *
+ * The loop asks `nextDelivery` before every KVM_RUN. A time at or before the current
+ * virtual time means "deliver now"; a later one is armed with `kickAt`, so KVM_RUN
+ * returns KVM_EXIT_INTR at exactly that time and the input is delivered there. Every
+ * stop made for input is followed by a delivery, so the stops a recording made are
+ * exactly those a replay of its HostInput events makes.
+ */
+import type { HostInput } from "../events/VmEvent.ts"
+
+export type HostInputSource = HostInput["source"]
+
+export interface HostInputDelivery {
+  readonly source: HostInputSource
+  readonly bytes: Uint8Array
+}
+
+export interface HostInputPort {
+  /**
+   * Virtual time of the next delivery, or undefined when none is due. `room` is how
+   * many bytes serial0 can take now (QEMU's `can_receive`).
+   */
+  nextDelivery(now: number, room: number): number | undefined
+  /** Called when `now` has reached the time `nextDelivery` named: what to deliver. */
+  deliver(now: number, room: number): HostInputDelivery
+}
+
+/** A machine with nothing connected to its console. */
+export const noHostInput: HostInputPort = {
+  nextDelivery: () => undefined,
+  deliver: () => {
+    throw new Error("noHostInput has nothing to deliver")
+  }
+}
+
+/** Replay: the recorded deliveries, each at its recorded time, whatever the device state. */
+export class ScheduledHostInput implements HostInputPort {
+  private next = 0
+
+  constructor(private readonly inputs: ReadonlyArray<Pick<HostInput, "time" | "source" | "bytes">>) {}
+
+  nextDelivery(): number | undefined {
+    return this.inputs[this.next]?.time
+  }
+
+  deliver(): HostInputDelivery {
+    const input = this.inputs[this.next++]
+    if (input === undefined) throw new Error("ScheduledHostInput: no delivery is due")
+    return { source: input.source, bytes: input.bytes }
+  }
+}
+
+/**
+ * Delivery points of live input: multiples of this many instructions. A byte the host
+ * hands over while the guest is at virtual time t is delivered at the first multiple
+ * after t, so delivery times do not depend on where exactly the loop noticed the byte.
+ */
+export const HOST_INPUT_QUANTUM = 1024
+
+/**
+ * Live input: the edge pushes bytes as the host produces them (between stream chunks);
+ * they go to serial0 at the next quantum boundary, as many as the UART has room for
+ * (the rest wait, as QEMU's chardev waits on `can_receive`). Deterministic given the
+ * order of pushes and the virtual times at which they happened; both end up recorded.
+ */
+export class QueuedHostInput implements HostInputPort {
+  private queue: number[] = []
+  private head = 0
+  /** The boundary chosen for the queued bytes; kept until they are delivered. */
+  private target: number | undefined
+
+  push(bytes: Uint8Array): void {
+    for (const b of bytes) this.queue.push(b)
+  }
+
+  get queued(): number {
+    return this.queue.length - this.head
+  }
+
+  nextDelivery(now: number, room: number): number | undefined {
+    if (this.target !== undefined) return this.target
+    // A full receiver delays the choice until the guest has read: no stop is wasted on it.
+    if (this.queued === 0 || room <= 0) return undefined
+    this.target = (Math.floor(now / HOST_INPUT_QUANTUM) + 1) * HOST_INPUT_QUANTUM
+    return this.target
+  }
+
+  deliver(_now: number, room: number): HostInputDelivery {
+    // A stop always delivers something (at least one byte, an overrun if the guest
+    // disabled its FIFO meanwhile): a replay stops only where a HostInput was recorded.
+    const n = Math.min(this.queued, Math.max(1, room))
+    const bytes = Uint8Array.from(this.queue.slice(this.head, this.head + n))
+    this.head += n
+    if (this.head === this.queue.length) {
+      this.queue = []
+      this.head = 0
+    }
+    this.target = undefined
+    return { source: "serial0", bytes }
+  }
+}

@@ -1,0 +1,130 @@
+/**
+ * The one way host input enters a run: the `HostInput` service. A run takes its input
+ * port from it; the live layer connects stdin, the replay layer plays back recorded
+ * HostInput events and never touches the host, the empty layer connects nothing.
+ */
+import * as fs from "node:fs"
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Stream from "effect/Stream"
+import type { MachineConfig } from "../events/MachineConfig.ts"
+import type { HostInput as HostInputEvent, VmEvent } from "../events/VmEvent.ts"
+import { type HostInputPort, noHostInput, QueuedHostInput, ScheduledHostInput } from "../qemu/hostInput.ts"
+import type { MachineSetupError } from "../qemu/errors.ts"
+import { runMachine } from "../qemu/runMachine.ts"
+
+export interface HostInputService {
+  /** What the vCPU loop asks, synchronously, before each KVM_RUN. One run per layer build. */
+  readonly port: HostInputPort
+  /** Runs between event chunks: a live source lets the host hand it what has arrived. */
+  readonly betweenChunks: Effect.Effect<void>
+}
+
+export class HostInput extends Context.Tag("vmrr/HostInput")<HostInput, HostInputService>() {}
+
+/** Nothing is connected: the guest reads an idle line. */
+export const HostInputNone: Layer.Layer<HostInput> = Layer.succeed(HostInput, { port: noHostInput, betweenChunks: Effect.void })
+
+/** Replay: each recorded input at its recorded virtual time. */
+export const hostInputReplay = (inputs: ReadonlyArray<HostInputEvent>): Layer.Layer<HostInput> =>
+  Layer.sync(HostInput, () => ({ port: new ScheduledHostInput(inputs), betweenChunks: Effect.void }))
+
+/** The part of a Node readable stream (process.stdin) the live layer uses. */
+export interface InputStream {
+  readonly isTTY?: boolean
+  setRawMode?(mode: boolean): unknown
+  on(event: "data", f: (data: Buffer | string) => void): unknown
+  on(event: "end", f: () => void): unknown
+  off(event: "data" | "end", f: (...args: any[]) => void): unknown
+  pause(): unknown
+  resume(): unknown
+}
+
+/** ETX, what Ctrl-C sends once the terminal is raw. */
+const CTRL_C = 0x03
+
+/** setImmediate runs after the event loop's I/O phase: stdin's data events happen before it. */
+const hostTurn: Effect.Effect<void> = Effect.async<void>((resume) => {
+  const handle = setImmediate(() => resume(Effect.void))
+  return Effect.sync(() => clearImmediate(handle))
+})
+
+/**
+ * Live input from `stream`: each chunk the host delivers is queued and goes to serial0
+ * at the next `HOST_INPUT_QUANTUM` boundary of virtual time (see QueuedHostInput). A
+ * terminal is put in raw mode for the run so keys arrive as typed; Ctrl-C is not
+ * passed to the guest but raises SIGINT, which stops the run as it would without raw
+ * mode. Everything is undone when the layer's scope closes.
+ */
+export const hostInputLive = (stream: InputStream, onInterrupt: () => void): Layer.Layer<HostInput> =>
+  Layer.scoped(
+    HostInput,
+    Effect.gen(function* () {
+      const port = new QueuedHostInput()
+      let open = true
+      const onData = (data: Buffer | string) => {
+        let bytes = typeof data === "string" ? Buffer.from(data) : data
+        if (stream.isTTY === true) {
+          const stop = bytes.indexOf(CTRL_C)
+          if (stop >= 0) {
+            bytes = bytes.subarray(0, stop)
+            onInterrupt()
+          }
+        }
+        if (bytes.length > 0) port.push(Uint8Array.from(bytes))
+      }
+      const onEnd = () => {
+        open = false
+      }
+      yield* Effect.acquireRelease(
+        Effect.sync(() => {
+          if (stream.isTTY === true) stream.setRawMode?.(true)
+          stream.on("data", onData)
+          stream.on("end", onEnd)
+          stream.resume()
+        }),
+        () =>
+          Effect.sync(() => {
+            stream.off("data", onData)
+            stream.off("end", onEnd)
+            stream.pause()
+            if (stream.isTTY === true) stream.setRawMode?.(false)
+          })
+      )
+      // Once the input has ended and everything is queued, the host has nothing more to give.
+      return { port, betweenChunks: Effect.suspend(() => (open ? hostTurn : Effect.void)) }
+    })
+  )
+
+/** Whether stdin is something a person or a program feeds (a terminal or a pipe), not a file or nothing. */
+export const stdinIsInteractive = (): boolean => {
+  if (process.stdin.isTTY === true) return true
+  try {
+    const stat = fs.fstatSync(0)
+    return stat.isFIFO() || stat.isSocket()
+  } catch {
+    return false
+  }
+}
+
+/** `vmrr run`'s input: stdin when it is a terminal or a pipe, otherwise nothing. */
+export const HostInputStdin: Layer.Layer<HostInput> = Layer.unwrapEffect(
+  Effect.sync(() =>
+    stdinIsInteractive() ? hostInputLive(process.stdin, () => process.kill(process.pid, "SIGINT")) : HostInputNone
+  )
+)
+
+/** A run whose host input comes from the HostInput service. */
+export const runWithHostInput = (
+  config: MachineConfig,
+  image: Uint8Array
+): Stream.Stream<VmEvent, MachineSetupError, HostInput> =>
+  Stream.unwrap(Effect.map(HostInput, (input) => runMachine(config, image, { input: input.port, betweenChunks: input.betweenChunks })))
+
+/** The HostInput events of a recording, in order: what a replay feeds back. */
+export const recordedInputs = (events: Iterable<VmEvent>): HostInputEvent[] => {
+  const out: HostInputEvent[] = []
+  for (const e of events) if (e._tag === "HostInput") out.push(e)
+  return out
+}
