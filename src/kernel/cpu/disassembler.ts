@@ -6,7 +6,10 @@
  * Lengths, prefixes, ModRM/SIB, displacements and immediates all come from the decoded
  * {@link Instruction}; this file only adds names: one template per opcode of the one-byte
  * and 0F maps, and per ModRM.reg for the group opcodes. Templates list operands in AT&T
- * order. Encodings the decoder leaves to the executor (x87, MMX/SSE, three-byte maps)
+ * order, in the SDM's operand codes (E/G ModRM r/m and reg, I immediate, Is imm8
+ * sign-extended, J relative, Ap far pointer, O moffs, S/C/D/R segment/control/debug/
+ * general register, X/Y string source/destination, Z register in the opcode; b/w/d/v
+ * sizes; Es a word in memory but the operand size in a register). Encodings the decoder leaves to the executor (x87, MMX/SSE, three-byte maps)
  * and those the interpreter treats as undefined print `(bad)`, like objdump.
  *
  * objdump's spelling rules reproduced here: a size suffix (b/w/l) only where no
@@ -37,7 +40,7 @@ const SHIFT = ["rol", "ror", "rcl", "rcr", "shl", "shr", "shl", "sar"]
 
 /** A template: mnemonic and operand codes (AT&T order), or a list of eight by ModRM.reg, or undefined for (bad). */
 type Template = string | undefined
-type Entry = Template | Template[] | ((d: Instruction) => Template)
+type Entry = Template | Template[] | ((d: Instruction, code32: boolean) => Template)
 
 const ONE: Entry[] = new Array<Entry>(256)
 const TWO: Entry[] = new Array<Entry>(256)
@@ -54,7 +57,7 @@ const TWO: Entry[] = new Array<Entry>(256)
     ONE[0x48 + i] = "dec Zv"
     ONE[0x50 + i] = "push Zv"
     ONE[0x58 + i] = "pop Zv"
-    ONE[0x90 + i] = "xchg Zv,AX"
+    ONE[0x90 + i] = "xchg AX,Zv"
     ONE[0xb0 + i] = "mov Ib,Zb"
     ONE[0xb8 + i] = "mov Iv,Zv"
   }
@@ -71,16 +74,17 @@ const TWO: Entry[] = new Array<Entry>(256)
   }
   Object.assign(ONE, {
     0x27: "daa", 0x2f: "das", 0x37: "aaa", 0x3f: "aas",
-    0x60: "pusha%", 0x61: "popa%", 0x62: "bound Mv,Gv", 0x63: "arpl Gw,Ew",
+    0x60: "pusha%", 0x61: "popa%", 0x62: "bound Gv,Mv", 0x63: "arpl Gw,Ew",
     0x68: "push% Iv", 0x69: "imul Iv,Ev,Gv", 0x6a: "push% Is", 0x6b: "imul Is,Ev,Gv",
     0x6c: "insb DX,Yb", 0x6d: "ins&l DX,Yv", 0x6e: "outsb Xb,DX", 0x6f: "outs&l Xv,DX",
     0x80: ALU.map((m) => `${m}$ Ib,Eb`), 0x81: ALU.map((m) => `${m}$ Iv,Ev`),
     0x82: ALU.map((m) => `${m}$ Ib,Eb`), 0x83: ALU.map((m) => `${m}$ Is,Ev`),
     0x84: "test Gb,Eb", 0x85: "test Gv,Ev", 0x86: "xchg Gb,Eb", 0x87: "xchg Gv,Ev",
     0x88: "mov Gb,Eb", 0x89: "mov Gv,Ev", 0x8a: "mov Eb,Gb", 0x8b: "mov Ev,Gv",
-    0x8c: "mov Sw,Ev", 0x8d: "lea Mv,Gv", 0x8e: "mov Ew,Sw",
+    0x8c: "mov Sw,Es", 0x8d: "lea Mv,Gv", 0x8e: "mov Es,Sw",
     0x8f: ["pop% Ev", undefined, undefined, undefined, undefined, undefined, undefined, undefined],
-    0x90: (d: Instruction) => (d.rep === 0xf3 ? "pause" : "nop"),
+    // 66 90 is an exchange of the other size to objdump, not a NOP.
+    0x90: (d: Instruction, code32: boolean) => (d.rep === 0xf3 ? "pause" : d.opSize === (code32 ? 4 : 2) ? "nop" : "xchg AX,AX"),
     0x98: "CBW", 0x99: "CWD", 0x9a: "lcall% Ap", 0x9b: "fwait",
     0x9c: "pushf%", 0x9d: "popf%", 0x9e: "sahf", 0x9f: "lahf",
     0xa0: "mov Ob,AL", 0xa1: "mov Ov,AX", 0xa2: "mov AL,Ob", 0xa3: "mov AX,Ov",
@@ -109,13 +113,13 @@ const TWO: Entry[] = new Array<Entry>(256)
     0xff: ["inc$ Ev", "dec$ Ev", "call% *Ev", "lcall% *Mv", "jmp% *Ev", "ljmp% *Mv", "push% Ev", undefined]
   })
   Object.assign(TWO, {
-    0x00: ["sldt Ev", "str Ev", "lldt Ew", "ltr Ew", "verr Ew", "verw Ew", undefined, undefined],
+    0x00: ["sldt Es", "str Es", "lldt Ew", "ltr Ew", "verr Ew", "verw Ew", undefined, undefined],
     0x01: (d: Instruction) => {
       const reg = (d.modrm >>> 3) & 7
-      if (d.modrm >= 0xc0) return reg === 4 ? "smsw Ev" : reg === 6 ? "lmsw Ew" : undefined
+      if (d.modrm >= 0xc0) return reg === 4 ? "smsw Es" : reg === 6 ? "lmsw Ew" : undefined
       return ["sgdt& M", "sidt& M", "lgdt& M", "lidt& M", "smsw Ew", undefined, "lmsw Ew", "invlpg M"][reg]
     },
-    0x02: "lar Ew,Gv", 0x03: "lsl Ew,Gv", 0x06: "clts", 0x08: "invd", 0x09: "wbinvd", 0x0b: "ud2",
+    0x02: "lar Es,Gv", 0x03: "lsl Es,Gv", 0x06: "clts", 0x08: "invd", 0x09: "wbinvd", 0x0b: "ud2",
     0x0d: ["prefetch M", "prefetchw M", "prefetchwt1 M", "prefetch M", "prefetch M", "prefetch M", "prefetch M", "prefetch M"],
     0x18: ["prefetchnta M", "prefetcht0 M", "prefetcht1 M", "prefetcht2 M", "nop$ Ev", "nop$ Ev", "nop$ Ev", "nop$ Ev"],
     0x19: "nop$ Ev", 0x1a: "nop$ Ev", 0x1b: "nop$ Ev", 0x1c: "nop$ Ev", 0x1d: "nop$ Ev", 0x1e: "nop$ Ev", 0x1f: "nop$ Ev",
@@ -146,7 +150,7 @@ export function formatInstruction(d: Instruction, address: number, code32: boole
   const twoByte = op >= 0x100
   const entry = (twoByte ? TWO : ONE)[op & 0xff]
   let template: Template
-  if (typeof entry === "function") template = entry(d)
+  if (typeof entry === "function") template = entry(d, code32)
   else if (Array.isArray(entry)) template = d.modrmAt >= 0 ? entry[(d.modrm >>> 3) & 7] : undefined
   else template = entry
   // Memory-only operands (LEA, LDS, LGDT, …) with a register ModRM are undefined.
@@ -163,13 +167,13 @@ export function formatInstruction(d: Instruction, address: number, code32: boole
   const memory = d.modrmAt >= 0 && d.modrm < 0xc0
   const reg = (d.modrm >>> 3) & 7
   const rm = d.modrm & 7
-  const regName = (size: number, r: number): string => {
-    if (size !== 1) usedData = true
+  const regName = (size: number, r: number, operandSized = true): string => {
+    if (operandSized && size !== 1) usedData = true
     return `%${(size === 1 ? REG8 : size === 2 ? REG16 : REG32)[r]}`
   }
 
+  // 67 counts as used only where an address register shows the address size (objdump).
   const memoryText = (): string => {
-    usedAddr = true
     let seg = ""
     if (d.segment >= 0) {
       seg = `%${SEG[d.segment]}:`
@@ -179,7 +183,8 @@ export function formatInstruction(d: Instruction, address: number, code32: boole
     const index = (d.memory >>> 4) & 15
     const scale = (d.memory >>> 8) & 3
     if (d.addrSize === 2) {
-      if (base === NO_REGISTER && index === NO_REGISTER) return `${seg}${hex(d.disp & 0xffff)}`
+      usedAddr = true
+      if (base === NO_REGISTER && index === NO_REGISTER) return `${seg}${signedHex((d.disp << 16) >> 16)}`
       const regs = [base, index].filter((r) => r !== NO_REGISTER).map((r) => `%${REG16[r]}`)
       const disp = d.modrm >>> 6 === 0 ? "" : signedHex(d.disp)
       return `${seg}${disp}(${regs.join(",")})`
@@ -188,11 +193,13 @@ export function formatInstruction(d: Instruction, address: number, code32: boole
     const scaleText = hasSib ? d.bytes[d.modrmAt + 1] >>> 6 : 0
     const haveBase = base !== NO_REGISTER
     const haveIndex = index !== NO_REGISTER
-    const needIndex = hasSib && !haveBase && !haveIndex
+    const needIndex = hasSib && !haveBase && !haveIndex && code32
     const haveDisp = haveBase || needIndex || (hasSib && (haveIndex || scaleText !== 0))
+    // A bare disp32 in 16-bit code shows nothing of the 32-bit address size: objdump prints addr32.
+    if (haveBase || haveIndex || code32) usedAddr = true
     let text = seg
     if (d.modrm >>> 6 !== 0 || !haveBase) text += haveDisp ? signedHex(d.disp) : hex(d.disp >>> 0)
-    if (haveBase || haveIndex || needIndex) {
+    if (haveBase || haveIndex || needIndex || (hasSib && scaleText !== 0)) {
       text += "("
       if (haveBase) text += `%${REG32[base]}`
       if (hasSib && (scaleText !== 0 || needIndex || haveIndex || (haveBase && base !== 4))) {
@@ -202,7 +209,6 @@ export function formatInstruction(d: Instruction, address: number, code32: boole
     }
     return text
   }
-  const rmText = (size: number): string => (memory ? memoryText() : regName(size, rm))
   const stringOperand = (source: boolean, size: number): string => {
     usedAddr = true
     if (size !== 1) usedData = true
@@ -233,8 +239,9 @@ export function formatInstruction(d: Instruction, address: number, code32: boole
       case "E":
         if (!memory) registerOperand = true
         if (width === 0) width = size
-        if (size !== 1) usedData = true
-        text = rmText(size)
+        // Es: MOV from a segment register, a word in memory but the operand size in a register.
+        if (code === "Ev" || (code === "Es" && !memory)) usedData = true
+        text = memory ? memoryText() : regName(size, rm, code === "Ev" || code === "Es")
         break
       case "M":
         if (size !== 1 && code !== "M") usedData = true
@@ -242,7 +249,7 @@ export function formatInstruction(d: Instruction, address: number, code32: boole
         break
       case "G":
         registerOperand = true
-        text = regName(size, reg)
+        text = regName(size, reg, code === "Gv")
         break
       case "Z":
         registerOperand = true
@@ -262,7 +269,13 @@ export function formatInstruction(d: Instruction, address: number, code32: boole
       case "J": {
         const disp = d.immSize === 1 ? (d.imm << 24) >> 24 : d.immSize === 2 ? (d.imm << 16) >> 16 : d.imm | 0
         if (code === "Jv") usedData = true
-        text = hex(mask(address + d.length + disp, d.opSize))
+        // objdump's wrapping: 16-bit code wraps within the 64 KiB of the instruction's
+        // address; in 32-bit code a 66 prefix truncates a rel16 target to 16 bits but is
+        // shown as an unused data16 (and ignored) before a rel8 branch.
+        const target = address + d.length + disp
+        if (d.opSize === 4 || (code32 && code === "Jb")) text = hex(target >>> 0)
+        else if (code32) text = hex(target & 0xffff)
+        else text = hex(((address & ~0xffff) | (target & 0xffff)) >>> 0)
         break
       }
       case "A":
@@ -270,7 +283,6 @@ export function formatInstruction(d: Instruction, address: number, code32: boole
         text = `$${hex(d.imm2)},$${hex(d.imm)}`
         break
       case "O":
-        usedAddr = true
         if (d.segment >= 0) usedSeg = true
         text = `${d.segment >= 0 ? `%${SEG[d.segment]}:` : ""}${hex(d.imm)}`
         break
@@ -316,7 +328,7 @@ export function formatInstruction(d: Instruction, address: number, code32: boole
   } else if (mnemonic.endsWith("%")) {
     mnemonic = mnemonic.slice(0, -1)
     usedData = true
-    if (d.opSize !== defaultSize) mnemonic += sizeLetter(d.opSize)
+    if (d.opSize !== defaultSize && !registerOperand) mnemonic += sizeLetter(d.opSize)
   } else if (mnemonic.endsWith("&l")) {
     mnemonic = mnemonic.slice(0, -2) + sizeLetter(d.opSize)
     usedData = true
@@ -334,7 +346,9 @@ export function formatInstruction(d: Instruction, address: number, code32: boole
     mnemonic = d.addrSize === 2 ? "jcxz" : "jecxz"
     usedAddr = true
   } else if (/^loop/.test(mnemonic)) {
-    usedAddr = d.addrSize === defaultSize
+    // LOOP names a non-default address size (ECX/CX) with a suffix.
+    if (d.addrSize !== defaultSize) mnemonic += sizeLetter(d.addrSize)
+    usedAddr = true
   }
 
   const prefixes: string[] = []
@@ -347,8 +361,9 @@ export function formatInstruction(d: Instruction, address: number, code32: boole
   if (d.segment >= 0 && !usedSeg) prefixes.push(SEG[d.segment])
   if (d.opSize !== defaultSize && !usedData) prefixes.push(code32 ? "data16" : "data32")
   if (d.addrSize !== defaultSize && !usedAddr) prefixes.push(code32 ? "addr16" : "addr32")
-  const body = operands.length === 0 ? mnemonic : `${mnemonic.padEnd(6)} ${operands.join(",")}`
-  return prefixes.length === 0 ? body : `${prefixes.join(" ")} ${body}`
+  // objdump pads prefixes and mnemonic together to a column of 6.
+  const name = [...prefixes, mnemonic].join(" ")
+  return operands.length === 0 ? name : `${name.padEnd(6)} ${operands.join(",")}`
 }
 
 /** Decodes one instruction from a plain byte array (nothing past the end, at most 15 bytes). */
