@@ -1,8 +1,8 @@
 /**
  * The KVM API as userspace sees it: the ioctls of /dev/kvm, a VM fd and a vCPU fd,
  * and the `struct kvm_run` a vCPU shares with userspace. `src/qemu` uses only this
- * file's types to drive a kernel, so a second implementation (the real /dev/kvm)
- * can stand behind the same interface.
+ * file (its types and the layout of `kvm_run` data) to drive a kernel, so a second
+ * implementation (the real /dev/kvm) can stand behind the same interface.
  */
 import type { KvmExit } from "../events/exitReasons.ts"
 
@@ -118,6 +118,18 @@ export type KvmRunExit =
       /** One line a person can act on: what failed, at which address, with which bytes. */
       readonly detail: string
     }
+
+/** One value of `size` bytes at `offset` in an exit's `data`: little-endian, as `kvm_run` holds it. */
+export const readExitData = (data: Uint8Array, offset: number, size: number): number => {
+  let value = 0
+  for (let i = 0; i < size; i++) value |= data[offset + i] << (8 * i)
+  return value >>> 0
+}
+
+/** Stores `value` as `size` little-endian bytes at `offset` in an exit's `data`. */
+export const writeExitData = (data: Uint8Array, offset: number, size: number, value: number): void => {
+  for (let i = 0; i < size; i++) data[offset + i] = (value >>> (8 * i)) & 0xff
+}
 
 /** The vCPU fd. */
 export interface KvmVcpuApi {

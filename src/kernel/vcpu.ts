@@ -1,6 +1,6 @@
 import type { EventLog } from "../events/EventLog.ts"
 import { ExitReason, KvmExit, KvmInternalError } from "../events/exitReasons.ts"
-import type { CpuidEntry, KvmRegs, KvmRunExit, KvmSregs, KvmVcpuApi } from "./api.ts"
+import { readExitData, writeExitData, type CpuidEntry, type KvmRegs, type KvmRunExit, type KvmSregs, type KvmVcpuApi } from "./api.ts"
 import { LEAVE_CPU, LeaveCpu, type ExitingInstructions, type IoSize } from "./cpu/bus.ts"
 import { Cpu, CpuStop, Reg, Seg } from "./cpu/cpu.ts"
 import { EmulationFailure, Ept, type EptExits } from "./ept.ts"
@@ -149,11 +149,11 @@ export class Vcpu implements KvmVcpuApi, ExitingInstructions, EptExits {
   /** Userspace answered the last exit: queue its data for the instruction's second execution. */
   private completeUserspaceExit(exit: KvmRunExit): void {
     if (exit._tag === "KVM_EXIT_IO") {
-      const value = readLe(exit.data, exit.size)
+      const value = readExitData(exit.data, 0, exit.size)
       if (exit.direction === "in") this.logPio("in", exit.port, exit.size, value)
       this.completions.push({ kind: "pio", address: exit.port, size: exit.size, isWrite: exit.direction === "out", value })
     } else if (exit._tag === "KVM_EXIT_MMIO") {
-      const value = readLe(exit.data, exit.len)
+      const value = readExitData(exit.data, 0, exit.len)
       if (!exit.isWrite) this.logMmio("read", exit.physAddr, exit.len, value)
       this.completions.push({ kind: "mmio", address: exit.physAddr, size: exit.len, isWrite: exit.isWrite, value })
     }
@@ -186,7 +186,7 @@ export class Vcpu implements KvmVcpuApi, ExitingInstructions, EptExits {
     if (this.takeCompletion("pio", port, size, true) !== undefined) return
     this.logExitOnce(ExitReason.IO_INSTRUCTION, qualification, "userspace")
     this.logPio("out", port, size, value)
-    this.pendingExit = { _tag: "KVM_EXIT_IO", exitReason: KvmExit.KVM_EXIT_IO, direction: "out", port, size, count: 1, data: writeLe(value, size) }
+    this.pendingExit = { _tag: "KVM_EXIT_IO", exitReason: KvmExit.KVM_EXIT_IO, direction: "out", port, size, count: 1, data: exitDataOf(value, size) }
     throw LEAVE_CPU
   }
 
@@ -203,7 +203,7 @@ export class Vcpu implements KvmVcpuApi, ExitingInstructions, EptExits {
     if (this.takeCompletion("mmio", gpa, len, true) !== undefined) return
     this.logExitOnce(ExitReason.EPT_MISCONFIG, 0, "userspace", gpa)
     this.logMmio("write", gpa, len, value)
-    this.pendingExit = { _tag: "KVM_EXIT_MMIO", exitReason: KvmExit.KVM_EXIT_MMIO, physAddr: gpa, isWrite: true, len, data: writeLe(value, len) }
+    this.pendingExit = { _tag: "KVM_EXIT_MMIO", exitReason: KvmExit.KVM_EXIT_MMIO, physAddr: gpa, isWrite: true, len, data: exitDataOf(value, len) }
     throw LEAVE_CPU
   }
 
@@ -424,14 +424,9 @@ export class Vcpu implements KvmVcpuApi, ExitingInstructions, EptExits {
 const reportsInstructionLength = (reason: number): boolean =>
   reason !== ExitReason.EPT_VIOLATION && reason !== ExitReason.EPT_MISCONFIG && reason !== ExitReason.TRIPLE_FAULT
 
-const readLe = (data: Uint8Array, size: number): number => {
-  let v = 0
-  for (let i = 0; i < size; i++) v |= data[i] << (8 * i)
-  return v >>> 0
-}
-
-const writeLe = (value: number, size: number): Uint8Array => {
-  const out = new Uint8Array(size)
-  for (let i = 0; i < size; i++) out[i] = (value >>> (8 * i)) & 0xff
-  return out
+/** A fresh `data` buffer holding what the guest wrote. */
+const exitDataOf = (value: number, size: number): Uint8Array => {
+  const data = new Uint8Array(size)
+  writeExitData(data, 0, size, value)
+  return data
 }

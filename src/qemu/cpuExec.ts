@@ -1,5 +1,5 @@
 import type { FinalRegisters, RunEndReason } from "../events/VmEvent.ts"
-import type { KvmRunExit } from "../kernel/api.ts"
+import { readExitData, writeExitData, type KvmRunExit } from "../kernel/api.ts"
 import type { BusAccess } from "./bus.ts"
 import { uartReceive, uartRxRoom, type Uart16550State } from "./devices/uart16550.ts"
 import { type HostInputDelivery, noHostInput } from "./hostInput.ts"
@@ -10,16 +10,6 @@ export interface RunOutcome {
   readonly reason: RunEndReason
   readonly exitCode?: number
   readonly message?: string
-}
-
-const readLe = (data: Uint8Array, offset: number, size: number): number => {
-  let v = 0
-  for (let i = 0; i < size; i++) v |= data[offset + i] << (8 * i)
-  return v >>> 0
-}
-
-const writeLe = (data: Uint8Array, offset: number, size: number, value: number): void => {
-  for (let i = 0; i < size; i++) data[offset + i] = (value >>> (8 * i)) & 0xff
 }
 
 /**
@@ -96,8 +86,8 @@ const dispatch = (
   let outcome: RunOutcome | undefined
   for (let i = 0; i < count; i++) {
     const offset = i * size
-    const access = write ? bus.write(address, size, readLe(exit.data, offset, size)) : bus.read(address, size)
-    if (!write) writeLe(exit.data, offset, size, access.value)
+    const access = write ? bus.write(address, size, readExitData(exit.data, offset, size)) : bus.read(address, size)
+    if (!write) writeExitData(exit.data, offset, size, access.value)
     outcome = afterAccess(machine, access, space, address, size, write) ?? outcome
   }
   return outcome

@@ -122,9 +122,11 @@ export const runWithHostInput = (
 ): Stream.Stream<VmEvent, MachineSetupError, HostInput> =>
   Stream.unwrap(Effect.map(HostInput, (input) => runMachine(config, image, { input: input.port, betweenChunks: input.betweenChunks })))
 
+export const isHostInput = (e: VmEvent): e is HostInputEvent => e._tag === "HostInput"
+
 /** The HostInput events of a recording, in order: what a replay feeds back. */
 export const recordedInputs = (events: Iterable<VmEvent>): HostInputEvent[] => {
   const out: HostInputEvent[] = []
-  for (const e of events) if (e._tag === "HostInput") out.push(e)
+  for (const e of events) if (isHostInput(e)) out.push(e)
   return out
 }

@@ -1,3 +1,4 @@
+import * as Chunk from "effect/Chunk"
 import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"
 import * as Stream from "effect/Stream"
@@ -8,7 +9,7 @@ import type { TraceHeader } from "../events/trace/schema.ts"
 import { openTrace } from "../events/trace/reader.ts"
 import type { MachineSetupError } from "../qemu/errors.ts"
 import { describeEvent } from "../events/describe.ts"
-import { hostInputReplay, runWithHostInput } from "./hostInput.ts"
+import { hostInputReplay, isHostInput, runWithHostInput } from "./hostInput.ts"
 
 /** Recorded events shown before a divergence. */
 export const CONTEXT_EVENTS = 5
@@ -71,13 +72,8 @@ export const replayTrace = (path: string): Effect.Effect<ReplayReport, ReplayErr
 const traceInputs = (path: string): Effect.Effect<HostInputEvent[], TraceError> =>
   Effect.scoped(
     Effect.flatMap(openTrace(path), (trace) =>
-      Stream.runFold(
-        Stream.catchAll(trace.events, () => Stream.empty),
-        [] as HostInputEvent[],
-        (inputs, e) => {
-          if (e._tag === "HostInput") inputs.push(e)
-          return inputs
-        }
+      Stream.runCollect(Stream.filter(Stream.catchAll(trace.events, () => Stream.empty), isHostInput)).pipe(
+        Effect.map(Chunk.toArray)
       ))
   )
 

@@ -6,7 +6,7 @@
  */
 import { createDevKvmVm, allocateGuestMemory, type DevKvmVm } from "../../src/devkvm/devKvm.ts"
 import { EventLog } from "../../src/events/EventLog.ts"
-import type { KvmRegs, KvmSegment, KvmSregs, KvmVcpuApi, KvmVmApi } from "../../src/kernel/api.ts"
+import { readExitData, writeExitData, type KvmRegs, type KvmSegment, type KvmSregs, type KvmVcpuApi, type KvmVmApi } from "../../src/kernel/api.ts"
 import { createVm } from "../../src/kernel/kvm.ts"
 import { qemu32CpuidTable } from "../../src/qemu/cpuid.ts"
 import { codeOf, Layout, listing, type Program } from "./programs.ts"
@@ -112,15 +112,6 @@ const answer = (index: number, address: number, size: number): number => {
   return size === 4 ? h >>> 0 : h & (2 ** (8 * size) - 1)
 }
 
-const readLe = (data: Uint8Array, at: number, size: number): number => {
-  let v = 0
-  for (let i = 0; i < size; i++) v |= data[at + i] << (8 * i)
-  return v >>> 0
-}
-const writeLe = (data: Uint8Array, at: number, size: number, value: number): void => {
-  for (let i = 0; i < size; i++) data[at + i] = (value >>> (8 * i)) & 0xff
-}
-
 /** kvm_cpu_exec for a test machine: run, serve the exit, repeat until something ends the run. */
 const drive = (vcpu: KvmVcpuApi): Omit<Outcome, "ram"> => {
   const accesses: Access[] = []
@@ -134,14 +125,14 @@ const drive = (vcpu: KvmVcpuApi): Omit<Outcome, "ram"> => {
       case "KVM_EXIT_IO":
         for (let i = 0; i < exit.count; i++) {
           const write = exit.direction === "out"
-          const value = write ? readLe(exit.data, i * exit.size, exit.size) : answer(accesses.length, exit.port, exit.size)
-          if (!write) writeLe(exit.data, i * exit.size, exit.size, value)
+          const value = write ? readExitData(exit.data, i * exit.size, exit.size) : answer(accesses.length, exit.port, exit.size)
+          if (!write) writeExitData(exit.data, i * exit.size, exit.size, value)
           accesses.push({ space: "pio", write, address: exit.port, size: exit.size, value })
         }
         break
       case "KVM_EXIT_MMIO": {
-        const value = exit.isWrite ? readLe(exit.data, 0, exit.len) : answer(accesses.length, exit.physAddr, exit.len)
-        if (!exit.isWrite) writeLe(exit.data, 0, exit.len, value)
+        const value = exit.isWrite ? readExitData(exit.data, 0, exit.len) : answer(accesses.length, exit.physAddr, exit.len)
+        if (!exit.isWrite) writeExitData(exit.data, 0, exit.len, value)
         accesses.push({ space: "mmio", write: exit.isWrite, address: exit.physAddr, size: exit.len, value })
         break
       }
