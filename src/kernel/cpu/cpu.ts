@@ -134,7 +134,24 @@ export class Cpu extends StringInstructions {
           this.shadowSet = 0
           this.noStepTrap = false
           this.dataBreakHit = 0
-          this.step()
+          const d = this.fetchInstruction()
+          const block = d.block
+          if (
+            block !== undefined &&
+            block.length <= remaining + 1 &&
+            (startFlags & (TF | RF)) === 0 &&
+            !this.breakpointsArmed &&
+            this.eip + block.byteLength - 1 <= this.segLimit[Seg.CS]
+          ) {
+            const n = block.run(this, this.eip, remaining + 1)
+            if (n !== 0) {
+              remaining -= n - 1
+              this.retired += n
+              this.interruptShadow = 0
+              continue
+            }
+          }
+          this.step(d)
           this.retired++
           this.interruptShadow = this.shadowSet
           if ((startFlags & (TF | RF)) !== 0 || this.dataBreakHit !== 0) this.debugAfterInstruction(startFlags)
@@ -157,11 +174,17 @@ export class Cpu extends StringInstructions {
     }
   }
 
-  protected step(): void {
+  /** Decodes the instruction at CS:EIP (or finds it decoded) and makes it the one in progress. */
+  protected fetchInstruction(): Instruction {
     const start = this.eip
     this.instructionStart = start
     this.pc = start
-    const d = this.decodeAt(start, (this.segAttr[Seg.CS] & ATTR_DB) !== 0)
+    return this.decodeAt(start, (this.segAttr[Seg.CS] & ATTR_DB) !== 0)
+  }
+
+  /** Executes `d`, the instruction fetchInstruction returned. */
+  protected step(d: Instruction): void {
+    const start = this.instructionStart
     this.insn = d
     this.opSize = d.opSize
     this.addrSize = d.addrSize

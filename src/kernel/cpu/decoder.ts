@@ -16,6 +16,7 @@
  *
  * Which operands an opcode has is one table per map ({@link ONE_BYTE}, {@link TWO_BYTE}).
  */
+import type { TranslationBlock } from "./translationBlock.ts"
 
 /** The decoded form of one instruction; reused (one per cache slot), never allocated per instruction. */
 export class Instruction {
@@ -62,6 +63,9 @@ export class Instruction {
   physical = 0
   mode = -1
   writes = 0
+  /** The translation block that starts here (cached instructions only), and how often the instruction ran without one. */
+  block: TranslationBlock | undefined = undefined
+  heat = 0
 }
 
 /** A memory operand's base or index field when it has none. */
@@ -177,6 +181,8 @@ export class Decoder {
   /** Decodes the instruction the CPU is about to execute into `d`; `code32` is CS.D. */
   decode(d: Instruction, code32: boolean): void {
     d.length = 0
+    d.block = undefined
+    d.heat = 0
     let opSize = code32 ? 4 : 2
     let addrSize = opSize
     let segment = -1

@@ -3,6 +3,7 @@ import { fit, signExtend } from "./alu.ts"
 import { Decoder, Instruction } from "./decoder.ts"
 import { CR0_PG } from "./paging.ts"
 import { Seg, Vector } from "./state.ts"
+import { BLOCK_THRESHOLD, translateBlock } from "./translationBlock.ts"
 
 /** Slots of the decoded-instruction cache, direct-mapped on the guest-physical address of the first byte. */
 const CACHE_SLOTS = 1 << 13
@@ -19,6 +20,12 @@ export abstract class InstructionFetch extends Addressing {
   /** The decoded-instruction cache, direct-mapped (empty without frameWrites). */
   protected readonly cache: Instruction[] =
     this.frameWrites === undefined ? [] : Array.from({ length: CACHE_SLOTS }, () => new Instruction())
+
+  /** A code byte the block compiler reads ahead, in a frame already fetched from (so without EPT side effects). */
+  private readonly readCode = (physical: number): number => this.mem.fetch8(physical)
+
+  /** Compile hot code into translation blocks (off: interpret every instruction, for comparison). */
+  translationBlocks = true
 
   /** Byte `index` of the instruction at CS:instructionStart, with the checks of an instruction fetch. */
   protected fetchCode(index: number): number {
@@ -47,7 +54,10 @@ export abstract class InstructionFetch extends Addressing {
     const d = this.cache[(pa ^ (pa >>> 13)) & (CACHE_SLOTS - 1)]
     const mode = code32 ? 1 : 0
     const frameWrites = writes[pa >>> 12]
-    if (d.physical === pa && d.mode === mode && d.writes === frameWrites && start + d.length - 1 <= limit) return d
+    if (d.physical === pa && d.mode === mode && d.writes === frameWrites && start + d.length - 1 <= limit) {
+      if (d.block === undefined && ++d.heat === BLOCK_THRESHOLD && this.translationBlocks) d.block = translateBlock(d, pa, code32, this.readCode)
+      return d
+    }
     d.mode = -1
     this.decoder.decode(d, code32)
     if (d.complete && (pa & 0xfff) + d.length <= 0x1000) {

@@ -248,20 +248,18 @@ export abstract class IntegerInstructions extends ControlTransfer {
     this.flags = (this.flags & ~(CF | AF | ZF | SF | PF | OF)) | zsp(r, 1) | cf | af | of
   }
 
-  /** AAA/AAS. OF, SF, ZF and PF are undefined and left unchanged. */
+  /**
+   * AAA/AAS. OF, SF, ZF and PF are undefined; the host CPU (AMD, fixtures/bcd-hardware.json)
+   * gives those of the 16-bit ADD/SUB of AX and 106h (of 0 when no adjustment is made).
+   */
   protected asciiAdjust(subtract: boolean): void {
-    let ax = this.regs[Reg.EAX] & 0xffff
+    const ax = this.regs[Reg.EAX] & 0xffff
     const adjust = (ax & 0xf) > 9 || (this.flags & AF) !== 0
-    if (adjust) {
-      if (subtract) {
-        ax = (ax - 6) & 0xffff
-        ax = (ax - 0x100) & 0xffff
-      } else {
-        ax = (ax + 0x106) & 0xffff
-      }
-    }
-    this.setReg(2, Reg.EAX, ax & 0xff0f)
-    this.flags = adjust ? this.flags | AF | CF : this.flags & ~(AF | CF)
+    const k = adjust ? 0x106 : 0
+    const r = (subtract ? ax - k : ax + k) & 0xffff
+    this.setReg(2, Reg.EAX, r & 0xff0f)
+    const flags = subtract ? subFlags(ax, k, r, 2, 0, this.flags) : addFlags(ax, k, r, 2, 0, this.flags)
+    this.flags = (flags & ~(AF | CF)) | (adjust ? AF | CF : 0)
   }
 
   /** AAM: #DE for a zero base. OF, AF and CF are undefined; the host CPU (AMD, fixtures/bcd-hardware.json) clears them. */
