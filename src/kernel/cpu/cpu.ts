@@ -143,11 +143,17 @@ export class Cpu extends StringInstructions {
             !this.breakpointsArmed &&
             this.eip + block.byteLength - 1 <= this.segLimit[Seg.CS]
           ) {
+            const before = this.retired
             const n = block.run(this, this.eip, remaining + 1)
+            this.blockProgress = 0
+            this.retired = before + n
             if (n !== 0) {
               remaining -= n - 1
-              this.retired += n
               this.interruptShadow = 0
+              if (this.stopRequested) {
+                this.stopRequested = false
+                return CpuStop.Stop
+              }
               continue
             }
           }
@@ -162,6 +168,13 @@ export class Cpu extends StringInstructions {
         }
         return CpuStop.Budget
       } catch (e) {
+        // Inside a translation block: the instructions it retired before this one count (retired is already up to date).
+        const progress = this.blockProgress
+        if (progress !== 0) {
+          this.blockProgress = 0
+          remaining -= progress
+          this.interruptShadow = 0
+        }
         if (e === GUEST_FAULT) {
           faultPending = true
           continue
@@ -180,6 +193,12 @@ export class Cpu extends StringInstructions {
     this.instructionStart = start
     this.pc = start
     return this.decodeAt(start, (this.segAttr[Seg.CS] & ATTR_DB) !== 0)
+  }
+
+  /** Runs `d` through the interpreter from inside a translation block, which has set EIP and instructionStart. */
+  stepInBlock(d: Instruction): void {
+    this.pc = this.instructionStart
+    this.step(d)
   }
 
   /** Executes `d`, the instruction fetchInstruction returned. */

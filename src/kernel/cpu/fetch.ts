@@ -55,7 +55,7 @@ export abstract class InstructionFetch extends Addressing {
     const mode = code32 ? 1 : 0
     const frameWrites = writes[pa >>> 12]
     if (d.physical === pa && d.mode === mode && d.writes === frameWrites && start + d.length - 1 <= limit) {
-      if (d.block === undefined && ++d.heat === BLOCK_THRESHOLD && this.translationBlocks) d.block = translateBlock(d, pa, code32, this.readCode)
+      if (d.block === undefined && ++d.heat === BLOCK_THRESHOLD && this.translationBlocks) d.block = translateBlock(pa, frameWrites, code32, this.readCode)
       return d
     }
     d.mode = -1

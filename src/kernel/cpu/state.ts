@@ -118,6 +118,8 @@ export abstract class CpuState {
    */
   interruptShadow = 0
   retired = 0
+  /** Instructions a running translation block has retired before the one in progress (0 outside blocks). */
+  blockProgress = 0
   instructionStart = 0
   internalError: CpuInternalError | undefined = undefined
   protected flags = EFLAGS_FIXED

@@ -1,22 +1,27 @@
 /**
- * Translation blocks, as QEMU's TCG calls them: a run of guest instructions that
- * touch only registers and flags, ending at a jump, compiled to one JavaScript
- * function that V8 then compiles to machine code.
+ * Translation blocks, as QEMU's TCG calls them: a run of guest instructions ending at
+ * a jump, compiled to one JavaScript function that V8 then compiles to machine code.
  *
  * A block is attached to the decoded instruction it starts with (so the decoded-
  * instruction cache's key — guest-physical address, CS.D and the frame's write count —
- * invalidates it too) and lies within that instruction's 4 KiB frame. It holds only
- * instructions that cannot fault, leave the CPU, touch memory or change IF, TF or the
- * interrupt shadow; the interpreter runs everything else. Its effect on registers,
- * EFLAGS and EIP is exactly that of stepping the same instructions one at a time, with
- * one saving: status flags that a later instruction of the block overwrites before
- * anything reads them are not computed (dead-flag elimination, as TCG does).
+ * invalidates it too) and lies within that instruction's 4 KiB frame. Register and
+ * flag instructions are compiled inline; common memory forms too, through the CPU's
+ * own segmented accesses; other instructions that change no mode, segment, IF, TF or
+ * interrupt shadow run through the interpreter's own step from inside the block. Its
+ * effect is exactly that of stepping the same instructions one at a time, with one
+ * saving: status flags that a later instruction overwrites before anything reads them
+ * are not computed (dead-flag elimination, as TCG does).
  *
- * The function takes the CPU and the EIP it starts at (code bytes are the same for any
- * EIP that maps to them; targets are computed from it) and returns how many
- * instructions it retired: all of them, or — when a jump's target lies beyond the CS
- * limit, which is a #GP on the jump — those before the jump, with EIP on the jump so
- * that the interpreter raises the fault.
+ * Exactness where a block can be interrupted: before an instruction that can fault or
+ * leave the CPU, EFLAGS, EIP and the count of instructions the block has retired
+ * (`blockProgress`) are stored in the CPU, so a fault or an exit there finds the state
+ * the interpreter would have. After a store, a write to the block's own frame (self-
+ * modifying code) ends the block, and the interpreter decodes the new bytes.
+ *
+ * The function takes the CPU, the EIP it starts at (the bytes are the same for any EIP
+ * that maps to them; targets are computed from it) and the instruction budget, and
+ * returns how many instructions it retired. A jump whose target lies beyond the CS
+ * limit (a #GP on the jump) ends the block before the jump, for the interpreter.
  */
 import { addFlags, CF, decFlags, incFlags, logicFlags, mulHighSigned, OF, PF, shiftFlags, shiftResult, SF, signExtend, STATUS_FLAGS as STATUS, subFlags, ZF } from "./alu.ts"
 import { Decoder, Instruction, NO_REGISTER } from "./decoder.ts"
@@ -42,6 +47,7 @@ const MAX_INSTRUCTIONS = 64
 
 /** One compiled instruction: the flags it reads and fully rewrites, and its code with or without the flags it writes. */
 interface Translated {
+  /** Flags read, as inputs or because the instruction can fault (then EFLAGS must be complete). */
   readonly reads: number
   readonly writes: number
   /** `flags`: some flag it writes is read later (or at the block's end), so compute them. */
@@ -84,20 +90,10 @@ const conditionReads = (cc: number): number => CONDITIONS[cc >>> 1][1]
 
 const plain = (code: string): Translated => ({ reads: 0, writes: 0, code: () => code, ends: false })
 
-/** ADD…CMP (the Intel order of 00-3F and group 1) of `a` and `b`, into register `dst` (-1: CMP). */
-const alu = (op: number, size: number, a: string, b: string, dst: number): Translated => {
-  const carry = op === 2 || op === 3
-  const result = [
-    `a + b`,
-    `a | b`,
-    `a + b + (f & 1)`,
-    `a - b - (f & 1)`,
-    `a & b`,
-    `a - b`,
-    `a ^ b`,
-    `a - b`
-  ][op]
-  const flags =
+/** ADD…CMP (the Intel order of 00-3F and group 1) of `a` and `b` into `v`, and its flags into `f`. */
+const aluParts = (op: number, size: number): { result: string; flags: string } => ({
+  result: fit(size, ["a + b", "a | b", "a + b + (f & 1)", "a - b - (f & 1)", "a & b", "a - b", "a ^ b", "a - b"][op]),
+  flags:
     op === 0
       ? `f = addFlags(a, b, v, ${size}, 0, f);`
       : op === 2
@@ -107,13 +103,17 @@ const alu = (op: number, size: number, a: string, b: string, dst: number): Trans
           : op === 5 || op === 7
             ? `f = subFlags(a, b, v, ${size}, 0, f);`
             : `f = logicFlags(v, ${size}, f);`
+})
+
+/** The ALU operation on registers or constants `a` and `b`, into register `dst` (-1: CMP). */
+const alu = (op: number, size: number, a: string, b: string, dst: number): Translated => {
+  const { result, flags } = aluParts(op, size)
   return {
-    reads: carry ? CF : 0,
+    reads: op === 2 || op === 3 ? CF : 0,
     writes: STATUS,
     code: (live) => {
       if (dst < 0 && !live) return ""
-      const store = dst < 0 ? "" : set(size, dst, "v")
-      return `a = ${a}; b = ${b}; v = ${fit(size, result)}; ${store}${live ? ` ${flags}` : ""}`
+      return `a = ${a}; b = ${b}; v = ${result}; ${dst < 0 ? "" : set(size, dst, "v")}${live ? ` ${flags}` : ""}`
     },
     ends: false
   }
@@ -196,15 +196,197 @@ const jump = (osz: number, cond: string | null, reads: number, start: number, ne
   }
 }
 
+/** Where the block is: its frame and that frame's write count when it was compiled, for the self-modifying-code check. */
+interface BlockFrame {
+  readonly frame: number
+  readonly writes: number
+}
+
+/**
+ * EFLAGS, EIP and the instructions retired made current before an instruction that
+ * can fault, leave, or be seen by the kernel (an EPT violation's event has the time).
+ */
+const sync = (start: number, index: number): string =>
+  `c.flags = f; c.eip = c.instructionStart = eip + ${start}; c.blockProgress = done + ${index}; c.retired = r0 + done + ${index};`
+
+/**
+ * After a memory access: the block ends after this instruction when the kernel asked
+ * the CPU to stop (an in-kernel device changed something) or the block's own frame
+ * was written (self-modifying code).
+ */
+const afterAccess = (at: BlockFrame, next: number, index: number): string =>
+  `if (c.stopRequested || c.frameWrites[${at.frame}] !== ${at.writes}) { c.flags = f; c.eip = eip + ${next}; return done + ${index + 1}; }`
+
+/** The segment and offset expression of a ModRM memory operand. */
+const memoryOperand = (d: Instruction): { seg: number; off: string } => ({
+  seg: d.segment >= 0 ? d.segment : d.memory >>> 12,
+  off: effectiveAddress(d)
+})
+
+/** An instruction run by the interpreter's step from inside the block (`I[index]` is its decoded form). */
+const stepped = (at: BlockFrame, start: number, next: number, index: number, ends: boolean): Translated => ({
+  reads: STATUS,
+  writes: 0,
+  code: () =>
+    `${sync(start, index)} c.stepInBlock(I[${index}]); f = c.flags; ` +
+    (ends
+      ? `if (c.eip === eip && !c.stopRequested && done + ${2 * (index + 1)} <= budget) { done += ${index + 1}; continue; } return done + ${index + 1};`
+      : afterAccess(at, next, index)),
+  ends
+})
+
+/** MOV/ALU/TEST/INC/DEC with a memory operand, through the CPU's segmented reads and writes. */
+const memoryAlu = (
+  d: Instruction,
+  at: BlockFrame,
+  start: number,
+  next: number,
+  index: number,
+  size: number,
+  kind: { load?: number; alu?: { op: number; b: string; toReg: number }; store?: string; incDec?: boolean; test?: string }
+): Translated => {
+  const { seg, off } = memoryOperand(d)
+  const check = afterAccess(at, next, index)
+  const read = `a = c.readMem(${seg}, t, ${size});`
+  const write = (v: string) => `c.writeMem(${seg}, t, ${size}, ${v}); ${check}`
+  const prologue = `${sync(start, index)} t = ${off}; `
+  if (kind.load !== undefined) return { reads: STATUS, writes: 0, code: () => `${prologue}${read} ${set(size, kind.load!, "a")} ${check}`, ends: false }
+  if (kind.store !== undefined) return { reads: STATUS, writes: 0, code: () => `${prologue}${write(kind.store!)}`, ends: false }
+  if (kind.test !== undefined) {
+    return { reads: STATUS, writes: STATUS, code: (live) => `${prologue}${read}${live ? ` v = ${fit(size, `a & ${kind.test}`)}; f = logicFlags(v, ${size}, f);` : ""} ${check}`, ends: false }
+  }
+  if (kind.incDec !== undefined) {
+    const dec = kind.incDec
+    return {
+      reads: STATUS,
+      writes: STATUS & ~CF,
+      code: (live) =>
+        `${prologue}${read} v = ${fit(size, dec ? "a - 1" : "a + 1")}; ${live ? `f = ${dec ? "decFlags" : "incFlags"}(a, v, ${size}, f); ` : ""}` +
+        write("v"),
+      ends: false
+    }
+  }
+  // ALU into a register (toReg ≥ 0), or read-modify-write of memory; CMP only sets flags.
+  const { op, b, toReg } = kind.alu!
+  const { result, flags } = aluParts(op, size)
+  return {
+    reads: STATUS,
+    writes: STATUS,
+    code: (live) => {
+      const f = live ? ` ${flags}` : ""
+      if (toReg >= 0) {
+        const store = op === 7 ? "" : ` ${set(size, toReg, "v")}`
+        return `${prologue}b = c.readMem(${seg}, t, ${size}); a = ${get(size, toReg)}; v = ${result};${store}${f} ${check}`
+      }
+      if (op === 7) return `${prologue}${read} b = ${b}; v = ${result};${f} ${check}`
+      // f changes here but reaches the CPU only after the store, as the interpreter commits flags after its write.
+      return `${prologue}${read} b = ${b}; v = ${result};${f} ${write("v")}`
+    },
+    ends: false
+  }
+}
+
 /**
  * The compiled form of instruction `d` at byte `start` of the block (position `index`),
  * or undefined when it is not one the block compiler handles.
  */
-const translateInstruction = (d: Instruction, start: number, index: number): Translated | undefined => {
+const translateInstruction = (d: Instruction, at: BlockFrame, start: number, index: number): Translated | undefined => {
   if (!d.complete || d.lock || d.rep !== 0) return undefined
+  const next = start + d.length
+  const mod3 = d.modrmAt >= 0 && d.modrm >= 0xc0
+  const inline = d.modrmAt >= 0 && !mod3 ? translateMemoryForm(d, at, start, next, index) : translateRegisterForm(d, start, next, index)
+  if (inline !== undefined) return inline
+  const how = steppable(d)
+  return how === Step.No ? undefined : stepped(at, start, next, index, how === Step.Ends)
+}
+
+/** The memory forms compiled inline: MOV, the ALU operations, TEST, INC and DEC. */
+const translateMemoryForm = (d: Instruction, at: BlockFrame, start: number, next: number, index: number): Translated | undefined => {
   const op = d.opcode
   const osz = d.opSize
-  const next = start + d.length
+  const reg = (d.modrm >>> 3) & 7
+  const size = (op & 1) === 0 && op !== 0x82 ? 1 : osz
+  const form = (kind: Parameters<typeof memoryAlu>[6], width = size) => memoryAlu(d, at, start, next, index, width, kind)
+  if (op < 0x40 && (op & 7) < 4) {
+    const toReg = (op & 2) !== 0
+    return form({ alu: { op: op >>> 3, b: toReg ? "" : get(size, reg), toReg: toReg ? reg : -1 } })
+  }
+  switch (op) {
+    case 0x80:
+    case 0x81:
+    case 0x82:
+    case 0x83: {
+      const width = op === 0x81 || op === 0x83 ? osz : 1
+      const b = op === 0x83 ? (signExtend(d.imm, 1) >>> 0) & (osz === 4 ? 0xffffffff : 0xffff) : d.imm
+      return form({ alu: { op: reg, b: hex(b), toReg: -1 } }, width)
+    }
+    case 0x84:
+    case 0x85:
+      return form({ test: get(size, reg) })
+    case 0x88:
+    case 0x89:
+      return form({ store: get(size, reg) })
+    case 0x8a:
+    case 0x8b:
+      return form({ load: reg })
+    case 0xc6:
+    case 0xc7:
+      return reg === 0 ? form({ store: hex(d.imm) }) : undefined
+    case 0xf6:
+    case 0xf7:
+      return reg < 2 ? form({ test: hex(d.imm) }) : undefined
+    case 0xfe:
+    case 0xff:
+      return reg < 2 ? form({ incDec: reg === 1 }) : undefined
+    default:
+      return undefined
+  }
+}
+
+const enum Step {
+  No,
+  Yes,
+  /** A near jump, call or return: the block ends after it. */
+  Ends
+}
+
+/**
+ * Instructions the interpreter runs from inside a block: any that touch memory, the
+ * stack or flags in ways not compiled inline, but never change CS, a mode, a segment,
+ * IF, TF or the interrupt shadow, reach the bus or repeat (string instructions).
+ */
+const steppable = (d: Instruction): Step => {
+  const op = d.opcode
+  const reg = (d.modrm >>> 3) & 7
+  const memory = d.modrmAt >= 0 && d.modrm < 0xc0
+  if (op >= 0x50 && op < 0x60) return Step.Yes
+  switch (op) {
+    case 0x27: case 0x2f: case 0x37: case 0x3f: // DAA, DAS, AAA, AAS
+    case 0x68: case 0x6a: case 0x69: case 0x6b: // PUSH imm, IMUL imm
+    case 0x86: case 0x87: case 0x8f: // XCHG, POP r/m
+    case 0x9c: case 0x9e: case 0x9f: // PUSHF, SAHF, LAHF
+    case 0xc0: case 0xc1: case 0xd0: case 0xd1: case 0xd2: case 0xd3: // group 2
+    case 0xc9: case 0xd4: case 0xd5: case 0xd7: // LEAVE, AAM, AAD, XLAT
+    case 0xf6: case 0xf7: // group 3, with MUL and DIV
+    case 0x1a3: case 0x1ab: case 0x1b3: case 0x1bb: case 0x1ba: // BT, BTS, BTR, BTC
+    case 0x1a4: case 0x1a5: case 0x1ac: case 0x1ad: // SHLD, SHRD
+    case 0x1af: case 0x1b0: case 0x1b1: case 0x1b6: case 0x1b7: case 0x1bc: case 0x1bd: case 0x1be: case 0x1bf: case 0x1c0: case 0x1c1:
+      return Step.Yes
+    case 0xc2: case 0xc3: case 0xe8:
+      return Step.Ends
+    case 0xfe:
+      return reg < 2 ? Step.Yes : Step.No
+    case 0xff:
+      return reg < 2 || reg === 6 ? Step.Yes : reg === 2 || reg === 4 ? Step.Ends : Step.No
+  }
+  if ((op >= 0x140 && op < 0x150) || (op >= 0x190 && op < 0x1a0)) return memory ? Step.Yes : Step.No
+  return Step.No
+}
+
+/** Register and immediate forms, jumps and flag instructions, compiled inline. */
+const translateRegisterForm = (d: Instruction, start: number, next: number, index: number): Translated | undefined => {
+  const op = d.opcode
+  const osz = d.opSize
   const mod3 = d.modrmAt >= 0 && d.modrm >= 0xc0
   const reg = (d.modrm >>> 3) & 7
   const rm = d.modrm & 7
@@ -373,16 +555,11 @@ const HELPER_VALUES = Object.values(helpers)
 const FRAME_END = { _tag: "FrameEnd" } as const
 
 /**
- * Compiles the block that starts with `first`, the cached decoding of the instruction
- * at guest-physical `physical` (CS.D = `code32`), reading the rest of the frame
- * through `readCode`. Undefined when `first` itself is not compilable.
+ * Compiles the block that starts at guest-physical `physical` (CS.D = `code32`; the
+ * frame written `writes` times so far), reading the frame through `readCode`.
+ * Undefined when its first instruction is not one a block can hold.
  */
-export const translateBlock = (
-  first: Instruction,
-  physical: number,
-  code32: boolean,
-  readCode: (physical: number) => number
-): TranslationBlock | undefined => {
+export const translateBlock = (physical: number, writes: number, code32: boolean, readCode: (physical: number) => number): TranslationBlock | undefined => {
   let base = physical
   const frameEnd = (physical & ~0xfff) + 0x1000
   const decoder = new Decoder({
@@ -391,23 +568,25 @@ export const translateBlock = (
       return readCode(base + index)
     }
   })
+  const at: BlockFrame = { frame: physical >>> 12, writes }
   const ops: Translated[] = []
+  const decoded: Instruction[] = []
   let offset = 0
-  let d = first
-  for (;;) {
-    const t = translateInstruction(d, offset, ops.length)
-    if (t === undefined) break
-    ops.push(t)
-    offset += d.length
-    if (t.ends || ops.length === MAX_INSTRUCTIONS) break
+  while (ops.length < MAX_INSTRUCTIONS) {
     base = physical + offset
-    d = new Instruction()
+    const d = new Instruction()
     try {
       decoder.decode(d, code32)
     } catch (e) {
       if (e === FRAME_END) break
       throw e
     }
+    const t = translateInstruction(d, at, offset, ops.length)
+    if (t === undefined) break
+    ops.push(t)
+    decoded.push(d)
+    offset += d.length
+    if (t.ends) break
   }
   if (ops.length === 0) return undefined
   const last = ops[ops.length - 1]
@@ -419,12 +598,12 @@ export const translateBlock = (
     code[i] = t.code((t.writes & live) !== 0)
     live = (live & ~t.writes) | t.reads
   }
-  const end = last.ends ? "" : `c.flags = f; c.eip = eip + ${offset}; return ${ops.length};`
+  const end = last.ends ? "" : `c.flags = f; c.eip = eip + ${offset}; return done + ${ops.length};`
   const body =
     `"use strict"; return function block(c, eip, budget) {\n` +
-    `const r = c.regs; let f = c.flags; let a = 0, b = 0, v = 0, t = 0, done = 0;\n` +
+    `const r = c.regs, r0 = c.retired; let f = c.flags; let a = 0, b = 0, v = 0, t = 0, done = 0;\n` +
     `for (;;) {\n${code.join("\n")}\n${end}\n}\n}`
   // eslint-disable-next-line @typescript-eslint/no-implied-eval
-  const run = new Function(...HELPER_NAMES, body)(...HELPER_VALUES) as TranslationBlock["run"]
+  const run = new Function(...HELPER_NAMES, "I", body)(...HELPER_VALUES, decoded) as TranslationBlock["run"]
   return { run, length: ops.length, byteLength: offset }
 }

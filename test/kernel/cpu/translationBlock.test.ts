@@ -27,6 +27,21 @@ const noExits: EptExits = {
   }
 }
 
+/** The data area of memory operands. */
+const DATA = 0x3000
+/**
+ * Memory forms: opcode (0x1xx: 0F xx), ModRM reg field (-1: a register), immediate size
+ * ("z": the operand size for the full-size forms). DIV and IDIV can fault (#DE).
+ */
+const MEMORY_OPS: ReadonlyArray<readonly [number, number, number | "z"]> = [
+  [0x01, -1, 0], [0x03, -1, 0], [0x11, -1, 0], [0x1a, -1, 0], [0x29, -1, 0], [0x31, -1, 0], [0x39, -1, 0], [0x3b, -1, 0], [0x20, -1, 0],
+  [0x80, 0, 1], [0x81, 2, "z"], [0x83, 5, 1], [0x83, 7, 1], [0x84, -1, 0], [0x85, -1, 0], [0x86, -1, 0],
+  [0x88, -1, 0], [0x89, -1, 0], [0x8a, -1, 0], [0x8b, -1, 0], [0xc6, 0, 1], [0xc7, 0, "z"],
+  [0xf6, 0, 1], [0xf7, 1, "z"], [0xf7, 2, 0], [0xf6, 3, 0], [0xf7, 4, 0], [0xf6, 5, 0], [0xf7, 6, 0], [0xf6, 7, 0],
+  [0xfe, 0, 0], [0xff, 1, 0], [0xff, 6, 0], [0x8f, 0, 0], [0xd1, 4, 0], [0xc1, 7, 1], [0xd3, 1, 0],
+  [0x1a3, -1, 0], [0x1ab, -1, 0], [0x1ba, 6, 1], [0x1c1, -1, 0], [0x1b1, -1, 0], [0x194, 0, 0], [0x14c, -1, 0],
+  [0x1b6, -1, 0], [0x1bf, -1, 0], [0x1af, -1, 0], [0x1bc, -1, 0]
+]
 /** Registers a body instruction may write: not ESP (the stack) or EBP (the loop counter). */
 const writable = fc.constantFrom(0, 1, 2, 3, 6, 7)
 const anyReg = fc.integer({ min: 0, max: 7 })
@@ -117,9 +132,18 @@ const templates: fc.Arbitrary<Template> = fc.oneof(
     ([cc, pre, reg, rm]) => (code: number) => [...pre(code)[0], 0x0f, 0x40 | cc, modrm(reg, rm)]
   ),
   fc.tuple(sized, writable).map(([pre, r]) => (code: number) => [...pre(code)[0], 0x0f, 0xc8 | r]),
-  // Not compiled: they end a block, so the next one starts mid-body. Store to and load from memory, push/pop.
-  fc.tuple(writable).map(([r]) => (code: number) => (code === 4 ? [0x89, 0x05 | (r << 3), 0x00, 0x30, 0, 0] : [0x89, 0x06 | (r << 3), 0x00, 0x30])),
-  fc.tuple(writable).map(([r]) => () => [0x50 | r, 0x58 | r])
+  // Memory operands at an absolute address in the data area (0x3000-0x30ff), compiled inline or stepped.
+  fc.tuple(fc.constantFrom(...MEMORY_OPS), sized, writable, byte, fc.integer()).map(([[op, ext, immSize], pre, reg, at, v]) => (code: number) => {
+    const [p, size] = pre(code)
+    const modrmReg = ext < 0 ? reg : ext
+    const operand = code === 4 ? [0x05 | (modrmReg << 3), ...imm(4, DATA + at)] : [0x06 | (modrmReg << 3), ...imm(2, DATA + at)]
+    const n = immSize === "z" ? (op === 0xc7 || op === 0x81 || op === 0xf7 ? size : 1) : immSize
+    return [...p, ...(op > 0xff ? [0x0f, op & 0xff] : [op]), ...operand, ...imm(n, v)]
+  }),
+  // PUSH/POP, CALL to the next instruction and POP of its return address, and a store into the code's own frame.
+  fc.tuple(writable).map(([r]) => () => [0x50 | r, 0x58 | r]),
+  fc.tuple(writable).map(([r]) => (code: number) => [0xe8, ...imm(code, 0), 0x58 | r]),
+  fc.tuple(writable).map(([r]) => (code: number) => (code === 4 ? [0x88, 0x05, ...imm(4, CODE + 0xf00)] : [0x88, 0x06, ...imm(2, CODE + 0xf00)]).map((b, i) => (i === 1 ? b | ((r & 3) << 3) : b)))
 )
 
 /** A body instruction, or a conditional jump over the next one. */
@@ -159,6 +183,9 @@ const assemble = (p: Program, code: number): number[] => {
   return bytes
 }
 
+/** Guest RAM of each CPU made by `machine`, to compare memory. */
+const ramOf = new WeakMap<Cpu, Uint8Array>()
+
 const machine = (mode: "pm32" | "real", code: number[], p: Program, blocks: boolean): Cpu => {
   const memslots = new Memslots()
   const ram = new Uint8Array(1 << 20)
@@ -185,10 +212,22 @@ const machine = (mode: "pm32" | "real", code: number[], p: Program, blocks: bool
   cpu.setEflags((p.flags & 0x8d5) | (p.flags & 0x400) | 2)
   cpu.eip = CODE
   ram.set(code, CODE)
+  ramOf.set(cpu, ram)
   return cpu
 }
 
-const state = (cpu: Cpu) => ({ regs: [...cpu.regs], eflags: cpu.getEflags(), eip: cpu.eip, retired: cpu.retired })
+const state = (cpu: Cpu) => {
+  const ram = ramOf.get(cpu)!
+  return {
+    regs: [...cpu.regs],
+    eflags: cpu.getEflags(),
+    eip: cpu.eip,
+    retired: cpu.retired,
+    data: [...ram.subarray(DATA, DATA + 0x104)],
+    stack: [...ram.subarray(0x7f00, 0x8000)],
+    code: [...ram.subarray(CODE, CODE + 0x1000)]
+  }
+}
 
 const sameAsInterpreter = (mode: "pm32" | "real", p: Program): void => {
   const code = assemble(p, mode === "pm32" ? 4 : 2)
