@@ -157,8 +157,14 @@ export class Cpu extends StringInstructions {
               continue
             }
           }
+          this.stepBudget = remaining
           this.step(d)
           this.retired++
+          // A rep string instruction ran further iterations, each a step (see StringInstructions.stringOp).
+          if (this.blockProgress !== 0) {
+            remaining -= this.blockProgress
+            this.blockProgress = 0
+          }
           this.interruptShadow = this.shadowSet
           if ((startFlags & (TF | RF)) !== 0 || this.dataBreakHit !== 0) this.debugAfterInstruction(startFlags)
           if (this.stopRequested) {

@@ -118,8 +118,13 @@ export abstract class CpuState {
    */
   interruptShadow = 0
   retired = 0
-  /** Instructions a running translation block has retired before the one in progress (0 outside blocks). */
+  /**
+   * Steps retired since the run loop last counted, by a translation block before the
+   * instruction in progress or by a rep string instruction's earlier iterations.
+   */
   blockProgress = 0
+  /** Steps the run loop allows after the one in progress. */
+  protected stepBudget = 0
   instructionStart = 0
   internalError: CpuInternalError | undefined = undefined
   protected flags = EFLAGS_FIXED

@@ -1,4 +1,4 @@
-import { DF, fit, subFlags, ZF } from "./alu.ts"
+import { DF, fit, RF, subFlags, TF, ZF } from "./alu.ts"
 import { type IoSize } from "./bus.ts"
 import { PortIo } from "./io.ts"
 import { Reg, Seg } from "./state.ts"
@@ -39,16 +39,37 @@ export abstract class StringInstructions extends PortIo {
     this.pc = this.instructionStart
   }
 
+  /**
+   * A string instruction. With a rep prefix, iterations run back to back here while the
+   * step budget allows, nothing asked the CPU to stop, and no single-step trap or
+   * breakpoint must be checked between them; each still counts as one step, so
+   * instructions retired, events and faults are exactly those of stepping them.
+   */
   protected stringOp(kind: StringOp, size: number): void {
     const rep = this.repPrefix !== 0
     if (rep && this.countRegister() === 0) return
+    const batch = rep && this.translationBlocks && (this.flags & (TF | RF)) === 0 && !this.breakpointsArmed
+    const end = this.pc
+    for (;;) {
+      this.stringIteration(kind, size)
+      if (!rep) return
+      this.repeatAfterIteration(kind === StringOp.Cmps || kind === StringOp.Scas)
+      if (!batch || this.pc !== this.instructionStart || this.stepBudget === 0 || this.stopRequested) return
+      this.retired++
+      this.blockProgress++
+      this.stepBudget--
+      this.pc = end
+    }
+  }
+
+  private stringIteration(kind: StringOp, size: number): void {
     switch (kind) {
       case StringOp.Movs: {
         const v = this.readMem(this.dataSeg, this.indexRegister(Reg.ESI), size)
         this.writeMem(Seg.ES, this.indexRegister(Reg.EDI), size, v)
         this.advanceIndex(Reg.ESI, size)
         this.advanceIndex(Reg.EDI, size)
-        break
+        return
       }
       case StringOp.Cmps: {
         const a = this.readMem(this.dataSeg, this.indexRegister(Reg.ESI), size)
@@ -56,27 +77,25 @@ export abstract class StringInstructions extends PortIo {
         this.advanceIndex(Reg.ESI, size)
         this.advanceIndex(Reg.EDI, size)
         this.flags = subFlags(a, b, fit(a - b, size), size, 0, this.flags)
-        break
+        return
       }
       case StringOp.Stos:
         this.writeMem(Seg.ES, this.indexRegister(Reg.EDI), size, this.getReg(size, Reg.EAX))
         this.advanceIndex(Reg.EDI, size)
-        break
+        return
       case StringOp.Lods: {
         const v = this.readMem(this.dataSeg, this.indexRegister(Reg.ESI), size)
         this.setReg(size, Reg.EAX, v)
         this.advanceIndex(Reg.ESI, size)
-        break
+        return
       }
       default: {
         const a = this.getReg(size, Reg.EAX)
         const b = this.readMem(Seg.ES, this.indexRegister(Reg.EDI), size)
         this.advanceIndex(Reg.EDI, size)
         this.flags = subFlags(a, b, fit(a - b, size), size, 0, this.flags)
-        break
       }
     }
-    if (rep) this.repeatAfterIteration(kind === StringOp.Cmps || kind === StringOp.Scas)
   }
 
   protected inString(size: number): void {
