@@ -300,6 +300,6 @@ describe("translation blocks", () => {
         fc.property(programArb, (p) => sameAsInterpreter(mode, p)),
         { numRuns: RUNS }
       )
-    }, 30_000 + RUNS * 40)
+    }, 30_000 + RUNS * 250)
   }
 })
