@@ -5,17 +5,29 @@ import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Stream from "effect/Stream"
 import { describeEvent } from "../events/describe.ts"
-import { defaultInstructionLimit, type MachineConfig } from "../events/MachineConfig.ts"
+import { defaultIrqchip, type MachineConfig } from "../events/MachineConfig.ts"
 import { eventToJson } from "../events/trace/json.ts"
 import { readTraceEvents } from "../events/trace/reader.ts"
 import { openTraceWriter } from "../events/trace/writer.ts"
 import type { VmEvent } from "../events/VmEvent.ts"
-import { HostInputStdin, runWithHostInput } from "../replay/hostInput.ts"
+import { type HostInput, HostInputStdin, recordWithHostInput, runWithHostInput } from "../replay/hostInput.ts"
+import { defaultCheckpointEvery, type RecordedChunk } from "../qemu/runMachine.ts"
 import { diffTraces, formatCounts, TracesDiffer } from "../replay/diff.ts"
 import { replayTrace } from "../replay/replay.ts"
-import { addressOption, integerOption } from "./options.ts"
+import { dumpWithInstructions } from "./dumpDisasm.ts"
+import { explainCommand } from "./explain.ts"
+import { exportCommand } from "./export.ts"
+import { acquireKernel, backendOption, kvmFailuresAsErrors, supportedOnBackend } from "./backend.ts"
+import { conformCommand } from "./conform.ts"
+import { entry, icountShift, image, irqchip, limit, load, mem, mode } from "./machineOptions.ts"
+import { integerOption } from "./options.ts"
+import { gdbOption } from "./gdbOption.ts"
+import { type GdbRunError, GdbSessionFailed, liveRecordingUnderGdb, liveRunUnderGdb, replayUnderGdb } from "../gdb/session.ts"
 import { writeStderr, writeStdout } from "./output.ts"
 import { RunSummary } from "./runSummary.ts"
+import { replayTo, reverseCommand, stateCommand } from "./seek.ts"
+import { statsCommand } from "./stats.ts"
+import { viewCommand } from "./view.ts"
 
 /** The status `vmrr run` exits with: the guest's for isa-debug-exit (as QEMU does), 0 for a clean stop, 3 when the model failed. */
 const exitStatusOf = (end: VmEvent | undefined): number => {
@@ -24,39 +36,36 @@ const exitStatusOf = (end: VmEvent | undefined): number => {
   return end.reason === "internal-error" ? 3 : 0
 }
 
-const image = Args.file({ name: "IMAGE", exists: "yes" }).pipe(Args.withDescription("flat guest image, loaded at --load and entered at --entry"))
-const mode = Options.choice("mode", ["real", "pm32"]).pipe(
-  Options.withDefault("real" as const),
-  Options.withDescription("real mode (CS:IP = 0:entry) or flat 32-bit protected mode")
-)
-const load = addressOption("load").pipe(
-  Options.withDefault(0x7c00),
-  Options.withDescription("guest-physical load address (default 0x7c00)")
-)
-const entry = addressOption("entry").pipe(
-  Options.optional,
-  Options.withDescription("entry point (default: the load address)")
-)
-const mem = integerOption("mem", 1, 3072).pipe(Options.withDefault(16), Options.withDescription("guest RAM in MiB (default 16)"))
-const limit = integerOption("limit", 1, Number.MAX_SAFE_INTEGER).pipe(
-  Options.withDefault(defaultInstructionLimit),
-  Options.withDescription(`stop after this many instructions (default ${defaultInstructionLimit})`)
-)
 const record = Options.file("record").pipe(Options.optional, Options.withDescription("write the run to this .vmrr trace"))
 const json = Options.boolean("json").pipe(Options.withDescription("print one JSON object per event on stdout, nothing else"))
+const checkpointEvery = integerOption("checkpoint-every", 1, Number.MAX_SAFE_INTEGER).pipe(
+  Options.withDefault(defaultCheckpointEvery),
+  Options.withDescription(`with --record, a checkpoint every this many instructions (default ${defaultCheckpointEvery})`)
+)
 
-const runCommand = Command.make("run", { image, mode, load, entry, mem, limit, record, json }, (args) =>
+const tsc = Options.choice("tsc", ["virtual", "realtime"]).pipe(
+  Options.withDefault("virtual" as const),
+  Options.withDescription("what RDTSC reads: virtual time (default) or the host's counter, recorded as a host input")
+)
+
+const runCommand = Command.make("run", { image, mode, load, entry, mem, limit, irqchip, icountShift, record, json, checkpointEvery, tsc, backend: backendOption, gdb: Options.optional(gdbOption) }, (args) =>
   Effect.gen(function* () {
     const fs = yield* FileSystem.FileSystem
     const bytes = yield* fs.readFile(args.image)
+    const kernel = yield* acquireKernel(args.backend, { tracepoints: Option.isSome(args.record), quiet: args.json })
     const config: MachineConfig = {
       memoryMiB: args.mem,
       loadAddress: args.load,
       entry: Option.getOrElse(args.entry, () => args.load),
       mode: args.mode,
-      instructionLimit: args.limit
+      instructionLimit: args.limit,
+      // Only what differs from the defaults, so that traces of default machines stay byte-identical to older ones.
+      ...(args.irqchip === defaultIrqchip ? {} : { irqchip: args.irqchip }),
+      ...(args.icountShift === 0 ? {} : { icountShift: args.icountShift }),
+      ...(args.tsc === "virtual" ? {} : { tsc: args.tsc })
     }
-    const summary = new RunSummary()
+    yield* supportedOnBackend(args.backend, config)
+    const summary = new RunSummary(args.backend === "kvm" ? "KVM_RUN calls" : "instructions")
     let lastOutputByte = 0x0a
     const show = (events: Chunk.Chunk<VmEvent>) =>
       Effect.sync(() => {
@@ -69,14 +78,26 @@ const runCommand = Command.make("run", { image, mode, load, entry, mem, limit, r
           }
         }
       })
-    const events = runWithHostInput(config, bytes)
+    if (Option.isSome(args.gdb) && args.backend === "kvm") return yield* Effect.fail(new GdbSessionFailed({ message: "--gdb needs the model's vCPU (not --backend kvm)" }))
+    const unobserved = kvmFailuresAsErrors(runWithHostInput(config, bytes, kernel))
+    const events: Stream.Stream<VmEvent, Stream.Stream.Error<typeof unobserved> | GdbRunError, HostInput> = Option.isSome(args.gdb)
+      ? liveRunUnderGdb(config, bytes, args.gdb.value)
+      : unobserved
     yield* Option.match(args.record, {
       onNone: () => Stream.runForEachChunk(events, show),
       onSome: (path) =>
         Effect.scoped(
           Effect.gen(function* () {
-            const writer = yield* openTraceWriter(path, { config, image: bytes })
-            yield* Stream.runForEachChunk(events, (chunk) => Effect.zipRight(writer.writeChunk(Chunk.toReadonlyArray(chunk)), show(chunk)))
+            const writer = yield* openTraceWriter(path, { config, image: bytes, backend: args.backend })
+            const unobserved = kvmFailuresAsErrors(recordWithHostInput(config, bytes, args.checkpointEvery, kernel))
+            const recorded: Stream.Stream<RecordedChunk, Stream.Stream.Error<typeof unobserved> | GdbRunError, HostInput> = Option.isSome(args.gdb)
+              ? liveRecordingUnderGdb(config, bytes, args.gdb.value)
+              : unobserved
+            yield* Stream.runForEach(recorded, ({ checkpoint, events }) =>
+              Effect.zipRight(
+                checkpoint === undefined ? writer.writeChunk(events) : Effect.zipRight(writer.writeCheckpoint(checkpoint), writer.writeChunk(events)),
+                show(Chunk.unsafeFromArray(events))
+              ))
             const written = yield* writer.close
             if (!args.json) yield* writeStderr(`vmrr: recorded ${written.eventCount} events in ${written.bytes} bytes to ${path}\n`)
           })
@@ -87,27 +108,37 @@ const runCommand = Command.make("run", { image, mode, load, entry, mem, limit, r
       yield* writeStderr(summary.format())
     }
     return exitStatusOf(summary.end)
-  }).pipe(Effect.provide(HostInputStdin))
-).pipe(Command.withDescription("run a guest image on the model, with the UART and debugcon on the terminal"))
+  }).pipe(Effect.scoped, Effect.provide(HostInputStdin))
+).pipe(Command.withDescription("run a guest image on the model or the real /dev/kvm, with the UART and debugcon on the terminal"))
 
 const trace = Args.file({ name: "FILE", exists: "yes" }).pipe(Args.withDescription("a .vmrr trace"))
 
-const replayCommand = Command.make("replay", { trace }, (args) =>
+const replayTarget = {
+  to: integerOption("to", 0, Number.MAX_SAFE_INTEGER).pipe(Options.optional, Options.withDescription("replay up to this event, from the nearest checkpoint before it")),
+  at: integerOption("at", 0, Number.MAX_SAFE_INTEGER).pipe(Options.optional, Options.withDescription("replay up to this instruction count, from the nearest checkpoint before it"))
+}
+
+const replayCommand = Command.make("replay", { trace, gdb: Options.optional(gdbOption), ...replayTarget }, (args) =>
   Effect.gen(function* () {
-    const report = yield* replayTrace(args.trace)
+    if (Option.isSome(args.to) || Option.isSome(args.at)) return yield* replayTo(args.trace, args.to, args.at)
+    const report = Option.isSome(args.gdb) ? { verified: yield* replayUnderGdb(args.trace, args.gdb.value) } : yield* replayTrace(args.trace)
     yield* writeStdout(`vmrr: replay verified: all ${report.verified} events matched\n`)
     return 0
   })
 ).pipe(Command.withDescription("re-execute a trace and check every event against the recording"))
 
-const dumpCommand = Command.make("dump", { trace, json }, (args) =>
-  Stream.runForEachChunk(readTraceEvents(args.trace), (events) =>
-    Effect.sync(() => {
-      let text = ""
-      for (const e of events) text += `${args.json ? eventToJson(e) : describeEvent(e)}\n`
-      process.stdout.write(text)
-    })
-  ).pipe(Effect.as(0))
+const disasm = Options.boolean("disasm").pipe(Options.withDescription("show the instruction at each VM exit (re-executes the trace)"))
+
+const dumpCommand = Command.make("dump", { trace, json, disasm }, (args) =>
+  args.disasm
+    ? dumpWithInstructions(args.trace, args.json)
+    : Stream.runForEachChunk(readTraceEvents(args.trace), (events) =>
+        Effect.sync(() => {
+          let text = ""
+          for (const e of events) text += `${args.json ? eventToJson(e) : describeEvent(e)}\n`
+          process.stdout.write(text)
+        })
+      ).pipe(Effect.as(0))
 ).pipe(Command.withDescription("print the events of a trace, one per line"))
 
 const traceA = Args.file({ name: "A", exists: "yes" }).pipe(Args.withDescription("a .vmrr trace"))
@@ -126,5 +157,5 @@ const diffCommand = Command.make("diff", { a: traceA, b: traceB }, (args) =>
 
 export const vmrr = Command.make("vmrr").pipe(
   Command.withDescription("an event-sourced model of the QEMU/KVM split, with deterministic record and replay"),
-  Command.withSubcommands([runCommand, replayCommand, dumpCommand, diffCommand])
+  Command.withSubcommands([runCommand, replayCommand, dumpCommand, diffCommand, conformCommand, statsCommand, explainCommand, exportCommand, viewCommand, stateCommand, reverseCommand])
 )

@@ -3,38 +3,69 @@
  * implementation of the interface the model (`src/kernel/kvm.ts`) implements, so the
  * same userspace code can drive either. Each method is the ioctl it is named after.
  *
- * What this backend does not do (yet; issue 6):
- * - virtual time: real KVM counts no instructions, so `kickAt` does nothing and
- *   `instructionsRetired` is NaN; callers bound a run by the number of KVM_RUN calls;
- * - events: it writes nothing into the EventLog, because every event needs a virtual
- *   time and the kernel's own view (kvm_exit, kvm_pio, ...) would need tracepoints;
- * - in-kernel irqchip/PIT, KVM_GET_SUPPORTED_CPUID, KVM_EXIT_FAIL_ENTRY as its own
- *   exit (reported as an internal error with suberror 0), and changing or deleting
- *   memslots.
- * String I/O comes as KVM gives it: a KVM_EXIT_IO with `count` elements in `data`
- * (REP INS arrives as one exit of count n; REP OUTS one element per exit).
+ * Virtual time: real KVM counts no instructions, so this backend's clock is the number
+ * of KVM_RUN calls that entered the guest (`clock` = "exits"); `kickAt` stops the run
+ * at such a count with `kvm_run.immediate_exit`, as QEMU kicks a vCPU.
+ *
+ * Events: given an EventLog, the vCPU logs what userspace sees of each KVM_RUN, in the
+ * model's order and shape: `kvm_pio` and `kvm_mmio` from `kvm_run` (an IN or MMIO read
+ * when userspace has answered it), then `kvm_userspace_exit`. What happened inside the
+ * kernel (entries, exits handled there, page faults) is invisible here; where the host
+ * allows, `tracepoints` hands over the host's own KVM tracepoints for each KVM_RUN,
+ * logged as `Tracepoint` events ahead of that run's userspace events.
+ *
+ * Interrupts: KVM_CREATE_IRQCHIP, KVM_CREATE_PIT2 and KVM_IRQ_LINE (the machine's `kernel`
+ * irqchip mode, the PIT on the host's clock). With them KVM blocks a HLT in the kernel,
+ * and one with IF = 0 for ever; so that such a guest ends its run as on the model
+ * (KVM_EXIT_HLT), a watchdog signal (SIGALRM) ends each KVM_RUN that lasts 100 ms, and
+ * a vCPU then found halted with IF = 0 is reported as KVM_EXIT_HLT; otherwise it is
+ * re-entered. The split and userspace modes, and the chips' state ioctls a checkpoint
+ * needs, are refused (`KvmNotOffered`).
+ *
+ * Not done: KVM_GET_SUPPORTED_CPUID, KVM_EXIT_FAIL_ENTRY as its
+ * own exit (reported as an internal error with suberror 0), and changing or deleting
+ * memslots. String I/O comes as KVM gives it: a KVM_EXIT_IO with `count` elements in
+ * `data` (REP INS arrives as one exit of count n; REP OUTS one element per exit).
  */
 import * as Data from "effect/Data"
 import type { EventLog } from "../events/EventLog.ts"
+import type { LapicState } from "../hw/intc/lapic.ts"
+import type { PitState } from "../hw/timer/i8254.ts"
+import type { KernelFactory } from "../qemu/machine.ts"
 import { KvmExit, KvmInternalError } from "../events/exitReasons.ts"
-import type {
-  CpuidEntry,
-  KvmDtable,
-  KvmRegs,
-  KvmRunExit,
-  KvmSegment,
-  KvmSregs,
-  KvmVcpuApi,
-  KvmVmApi,
-  UserspaceMemoryRegion
+import {
+  readExitData,
+  type CpuidEntry,
+  type KvmIrqchip,
+  type KvmIrqchipVcpuApi,
+  type KvmIrqchipVmApi,
+  type KvmMpState,
+  type KvmMsi,
+  type KvmDtable,
+  type KvmRegs,
+  type KvmRunExit,
+  type KvmSegment,
+  type KvmSregs,
+  type KvmVcpuApi,
+  type KvmVmApi,
+  type UserspaceMemoryRegion
 } from "../kernel/api.ts"
 import {
   KVM_API_VERSION,
   KVM_CPUID_FLAG_SIGNIFCANT_INDEX,
+  KVM_CREATE_IRQCHIP,
+  KVM_CREATE_PIT2,
   KVM_CREATE_VCPU,
   KVM_CREATE_VM,
   KVM_EXIT_IO_IN,
   KVM_GET_API_VERSION,
+  KVM_GET_MP_STATE,
+  KVM_INTERRUPT,
+  KVM_IRQ_LINE,
+  KVM_MP_STATE_HALTED,
+  KVM_MP_STATE_RUNNABLE,
+  KVM_PIT_SPEAKER_DUMMY,
+  KVM_SET_MP_STATE,
   KVM_GET_REGS,
   KVM_GET_SREGS,
   KVM_GET_VCPU_MMAP_SIZE,
@@ -52,6 +83,10 @@ import {
   KvmUserspaceMemoryRegionOffset,
   SIZEOF_KVM_CPUID2,
   SIZEOF_KVM_CPUID_ENTRY2,
+  SIZEOF_KVM_INTERRUPT,
+  SIZEOF_KVM_IRQ_LEVEL,
+  SIZEOF_KVM_MP_STATE,
+  SIZEOF_KVM_PIT_CONFIG,
   SIZEOF_KVM_REGS,
   SIZEOF_KVM_SREGS,
   SIZEOF_KVM_USERSPACE_MEMORY_REGION
@@ -59,6 +94,7 @@ import {
 import {
   EINTR,
   isMapFailed,
+  ITIMER_REAL,
   loadLibc,
   MAP_ANONYMOUS,
   MAP_PRIVATE,
@@ -67,6 +103,7 @@ import {
   O_RDWR,
   PROT_READ,
   PROT_WRITE,
+  SIZEOF_ITIMERVAL,
   type HostPointer,
   type Libc
 } from "./libc.ts"
@@ -89,7 +126,15 @@ export class KvmIoctlFailed extends Data.TaggedError("KvmIoctlFailed")<{
   }
 }
 
+/** Something the real /dev/kvm has and this backend does not offer (yet): which ioctl or mode, and why. */
+export class KvmNotOffered extends Data.TaggedError("KvmNotOffered")<{ readonly what: string; readonly why: string }> {
+  override get message(): string {
+    return `--backend kvm does not offer ${this.what}: ${this.why}`
+  }
+}
+
 const PAGE_SIZE = 4096
+const RFLAGS_IF = 0x200
 /** Where QEMU puts the three pages VMX needs for real mode without unrestricted guest (KVM_SET_TSS_ADDR). */
 const TSS_ADDR = 0xfffbd000
 
@@ -134,6 +179,12 @@ const openSystem = (): DevKvmSystem | KvmUnavailable => {
 /** Opens /dev/kvm once per process; the same answer thereafter. */
 const devKvm = (): DevKvmSystem | KvmUnavailable => (system ??= openSystem())
 
+/** Why /dev/kvm cannot run guests here, or undefined where it can. */
+export const devKvmUnavailable = (): KvmUnavailable | undefined => {
+  const s = devKvm()
+  return s instanceof KvmUnavailable ? s : undefined
+}
+
 /** Whether /dev/kvm can run guests here, and if not, why: for skipping tests with a reason. */
 export const devKvmAvailability = (): { readonly usable: true } | { readonly usable: false; readonly reason: string } => {
   const s = devKvm()
@@ -144,6 +195,29 @@ export const devKvmAvailability = (): { readonly usable: true } | { readonly usa
 const ioctlError = (libc: Libc, ioctl: string): KvmIoctlFailed => {
   const errno = libc.errno()
   return new KvmIoctlFailed({ ioctl, errno, reason: libc.strerror(errno) })
+}
+
+// ---- the HLT watchdog (in-kernel irqchip) ------------------------------------------
+
+const WATCHDOG_MS = 100
+const watchdogArm = new Uint8Array(SIZEOF_ITIMERVAL)
+// it_value (the second timeval) = 100 ms, it_interval 0: one shot per KVM_RUN.
+new DataView(watchdogArm.buffer).setBigInt64(24, BigInt(WATCHDOG_MS * 1000), true)
+const watchdogDisarm = new Uint8Array(SIZEOF_ITIMERVAL)
+const watchdogLeft = new Uint8Array(SIZEOF_ITIMERVAL)
+let watchdogHandled = false
+
+/** Node's default for SIGALRM ends the process; a listener makes it only interrupt the ioctl (EINTR). */
+const handleWatchdogSignal = (): void => {
+  if (watchdogHandled) return
+  watchdogHandled = true
+  process.on("SIGALRM", () => {})
+}
+
+/** Disarms the watchdog; true if it had fired (nothing was left of it). */
+const watchdogFired = (libc: Libc): boolean => {
+  libc.setitimer(ITIMER_REAL, watchdogDisarm, watchdogLeft)
+  return watchdogLeft.every((b) => b === 0)
 }
 
 // ---- guest memory ----------------------------------------------------------------
@@ -196,16 +270,38 @@ interface ShadowSlot {
 
 // ---- the VM fd -----------------------------------------------------------------------
 
+/** One host tracepoint line: its name and its fields as tracefs prints them. */
+export interface HostTracepoint {
+  readonly name: string
+  readonly fields: string
+}
+
+/** Where the host's KVM tracepoints for this VM come from: everything since the last call. */
+export interface TracepointSource {
+  drain(): ReadonlyArray<HostTracepoint>
+}
+
+export interface DevKvmVmOptions {
+  readonly tracepoints?: TracepointSource
+}
+
+const notOffered = (what: string, why: string): KvmNotOffered => new KvmNotOffered({ what, why })
+const CHECKPOINT_STATE = "its state is not converted to the chip models' (checkpoints are the model's)"
+
 /** A VM fd on the real /dev/kvm. */
-export class DevKvmVm implements KvmVmApi {
+export class DevKvmVm implements KvmVmApi, KvmIrqchipVmApi {
   readonly shadows: ShadowSlot[] = []
+  /** KVM_CREATE_IRQCHIP was done: HLT blocks in the kernel, so KVM_RUN runs under the watchdog. */
+  irqchip = false
   private readonly vcpus = new Map<number, DevKvmVcpu>()
   private readonly ownMappings: HostMapping[] = []
   private closed = false
 
   constructor(
     private readonly sys: DevKvmSystem,
-    readonly fd: number
+    readonly fd: number,
+    readonly log: EventLog | undefined,
+    readonly tracepoints: TracepointSource | undefined
   ) {}
 
   setUserMemoryRegion(region: UserspaceMemoryRegion): void {
@@ -255,6 +351,61 @@ export class DevKvmVm implements KvmVmApi {
     return vcpu
   }
 
+  // ---- the in-kernel irqchip ----------------------------------------------------------
+
+  private vmIoctl(request: number, name: string, buf: Uint8Array | null): void {
+    if (this.sys.libc.ioctlPtr(this.fd, request, buf) < 0) throw ioctlError(this.sys.libc, name)
+  }
+
+  /** KVM's timers run on the host's clock; only the default rate (shift 0) means "no scaling". */
+  setIcountShift(shift: number): void {
+    if (shift !== 0) throw notOffered("--icount-shift", "real KVM counts no instructions")
+  }
+
+  createIrqchip(): void {
+    if (this.sys.libc.ioctlInt(this.fd, KVM_CREATE_IRQCHIP, 0) < 0) throw ioctlError(this.sys.libc, "KVM_CREATE_IRQCHIP")
+    this.irqchip = true
+    handleWatchdogSignal()
+  }
+
+  enableSplitIrqchip(): void {
+    throw notOffered("--irqchip split", "KVM_CAP_SPLIT_IRQCHIP and KVM_SIGNAL_MSI are not wired to /dev/kvm")
+  }
+
+  createPit2(): void {
+    const config = new Uint8Array(SIZEOF_KVM_PIT_CONFIG)
+    new DataView(config.buffer).setUint32(0, KVM_PIT_SPEAKER_DUMMY, true)
+    this.vmIoctl(KVM_CREATE_PIT2, "KVM_CREATE_PIT2", config)
+  }
+
+  irqLine(irq: number, level: boolean): void {
+    const buf = new Uint8Array(SIZEOF_KVM_IRQ_LEVEL)
+    const dv = new DataView(buf.buffer)
+    dv.setUint32(0, irq, true)
+    dv.setUint32(4, level ? 1 : 0, true)
+    this.vmIoctl(KVM_IRQ_LINE, `KVM_IRQ_LINE(${irq}, ${level ? 1 : 0})`, buf)
+  }
+
+  signalMsi(_msi: KvmMsi): void {
+    throw notOffered("KVM_SIGNAL_MSI", "only the split irqchip sends MSIs, and it is not wired to /dev/kvm")
+  }
+
+  getIrqchip(_chipId: KvmIrqchip["chipId"]): KvmIrqchip {
+    throw notOffered("KVM_GET_IRQCHIP", CHECKPOINT_STATE)
+  }
+
+  setIrqchip(_chip: KvmIrqchip): void {
+    throw notOffered("KVM_SET_IRQCHIP", CHECKPOINT_STATE)
+  }
+
+  getPit2(): PitState {
+    throw notOffered("KVM_GET_PIT2", CHECKPOINT_STATE)
+  }
+
+  setPit2(_state: PitState): void {
+    throw notOffered("KVM_SET_PIT2", CHECKPOINT_STATE)
+  }
+
   /** Closes the vCPU and VM fds and unmaps what this VM mapped (shadow memory, kvm_run). */
   close(): void {
     if (this.closed) return
@@ -276,11 +427,11 @@ export class DevKvmVm implements KvmVmApi {
 }
 
 /**
- * KVM_CREATE_VM on /dev/kvm. Same shape as `createVm` of the model (a `KernelFactory`);
- * the log is not written (see the header comment). Throws `KvmUnavailable` where
- * /dev/kvm cannot be used, `KvmIoctlFailed` if the kernel refuses the VM.
+ * KVM_CREATE_VM on /dev/kvm. Same shape as `createVm` of the model; without a log no
+ * events are written. Throws `KvmUnavailable` where /dev/kvm cannot be used,
+ * `KvmIoctlFailed` if the kernel refuses the VM.
  */
-export const createDevKvmVm = (_log?: EventLog): DevKvmVm => {
+export const createDevKvmVm = (log?: EventLog, options: DevKvmVmOptions = {}): DevKvmVm => {
   const s = devKvm()
   if (s instanceof KvmUnavailable) throw s
   const fd = s.libc.ioctlInt(s.fd, KVM_CREATE_VM, 0)
@@ -291,8 +442,12 @@ export const createDevKvmVm = (_log?: EventLog): DevKvmVm => {
     s.libc.close(fd)
     throw e
   }
-  return new DevKvmVm(s, fd)
+  return new DevKvmVm(s, fd, log, options.tracepoints)
 }
+
+/** The machine's kernel on /dev/kvm: VMs from `createDevKvmVm`, guest RAM that KVM can map. */
+export const devKvmKernel = (options: DevKvmVmOptions = {}): KernelFactory =>
+  Object.assign((log: EventLog) => createDevKvmVm(log, options), { allocateRam: allocateGuestMemory })
 
 // ---- the vCPU fd ------------------------------------------------------------------------
 
@@ -300,11 +455,12 @@ const INTERNAL_ERROR_NAMES: Record<number, string> = Object.fromEntries(Object.e
 const KVM_EXIT_NAMES: Record<number, string> = Object.fromEntries(Object.entries(KvmExit).map(([k, v]) => [v, k]))
 
 /** A vCPU fd and its mmap'd `struct kvm_run`. */
-export class DevKvmVcpu implements KvmVcpuApi {
-  /** Real KVM counts no instructions: there is no virtual time on this backend. */
-  readonly instructionsRetired = Number.NaN
-  /** KVM_RUN calls made: what a caller can bound a run by instead of `kickAt`. */
+export class DevKvmVcpu implements KvmVcpuApi, KvmIrqchipVcpuApi {
+  /** Real KVM counts no instructions: virtual time here is KVM_RUN calls that entered the guest. */
+  readonly clock = "exits"
+  /** KVM_RUN calls that entered the guest: what a caller can bound a run by. */
   runs = 0
+  private kickTime = Number.POSITIVE_INFINITY
 
   private readonly kvmRun: Uint8Array
   private readonly kvmRunView: DataView
@@ -333,27 +489,66 @@ export class DevKvmVcpu implements KvmVcpuApi {
     this.libc.close(this.fd)
   }
 
-  /** A no-op: real KVM has no instruction counter to stop at. Bound runs by `runs` instead. */
-  kickAt(_instructionsRetired: number): void {}
+  /** The virtual time of this backend: KVM_RUN calls that entered the guest. */
+  get instructionsRetired(): number {
+    return this.runs
+  }
+
+  /** The next KVM_RUN at or after this many runs returns KVM_EXIT_INTR without entering the guest. */
+  kickAt(runs: number): void {
+    this.kickTime = runs
+  }
 
   // ---- KVM_RUN -------------------------------------------------------------
 
   run(): KvmRunExit {
     this.completeUserspaceExit()
+    // immediate_exit: KVM_RUN returns -EINTR before entering, QEMU's way to kick a vCPU.
+    const kicked = this.runs >= this.kickTime
+    this.kvmRun[KvmRunOffset.immediate_exit] = kicked ? 1 : 0
     this.vm.syncToHost()
-    this.runs++
-    const r = this.libc.ioctlPtr(this.fd, KVM_RUN, null)
-    const errno = r < 0 ? this.libc.errno() : 0
-    this.vm.syncFromHost()
-    if (r < 0) {
-      // A signal interrupted the vCPU: KVM sets exit_reason KVM_EXIT_INTR and returns -EINTR.
-      if (errno === EINTR) return this.leave({ _tag: "KVM_EXIT_INTR", exitReason: KvmExit.KVM_EXIT_INTR })
-      throw new KvmIoctlFailed({ ioctl: "KVM_RUN", errno, reason: this.libc.strerror(errno) })
+    const watched = this.vm.irqchip && !kicked
+    let r: number
+    let errno: number
+    let haltedForGood = false
+    for (;;) {
+      if (watched) this.libc.setitimer(ITIMER_REAL, watchdogArm, null)
+      r = this.libc.ioctlPtr(this.fd, KVM_RUN, null)
+      errno = r < 0 ? this.libc.errno() : 0
+      // Only the watchdog's own EINTR is looked at; any other signal ends the run below.
+      if (!(watched && watchdogFired(this.libc) && r < 0 && errno === EINTR)) break
+      haltedForGood = this.getMpState() === "halted" && (this.getRegs().rflags & RFLAGS_IF) === 0
+      if (haltedForGood) break
     }
-    return this.leave(this.decodeExit())
+    if (!kicked) this.runs++
+    this.vm.syncFromHost()
+    this.logTracepoints()
+    // What the model's kernel returns for a HLT that nothing can wake.
+    if (haltedForGood) return this.leave({ _tag: "KVM_EXIT_HLT", exitReason: KvmExit.KVM_EXIT_HLT })
+    if (r < 0) {
+      // Our kick: KVM sets exit_reason KVM_EXIT_INTR and returns -EINTR.
+      if (errno === EINTR && kicked) return this.leave({ _tag: "KVM_EXIT_INTR", exitReason: KvmExit.KVM_EXIT_INTR }, "exit budget reached")
+      // A signal (Ctrl-C) is the host asking to stop: the vCPU loop is synchronous, and a
+      // guest that never exits would otherwise be re-entered before any handler could run.
+      throw new KvmIoctlFailed({ ioctl: "KVM_RUN", errno, reason: errno === EINTR ? "interrupted by a signal" : this.libc.strerror(errno) })
+    }
+    const exit = this.decodeExit()
+    this.logExitData(exit)
+    return this.leave(exit, exit._tag === "KVM_EXIT_INTERNAL_ERROR" ? exit.detail : undefined)
   }
 
-  private leave(exit: KvmRunExit): KvmRunExit {
+  private leave(exit: KvmRunExit, detail?: string): KvmRunExit {
+    const log = this.vm.log
+    if (log !== undefined) {
+      log.push({
+        _tag: "UserspaceExit",
+        seq: log.nextSeq,
+        vcpu: this.id,
+        time: this.runs,
+        exitReason: exit.exitReason,
+        ...(detail === undefined ? {} : { detail })
+      })
+    }
     this.pendingExit = exit
     return exit
   }
@@ -363,8 +558,46 @@ export class DevKvmVcpu implements KvmVcpuApi {
     const exit = this.pendingExit
     this.pendingExit = undefined
     if (exit === undefined) return
-    if (exit._tag === "KVM_EXIT_IO" && exit.direction === "in") this.kvmRun.set(exit.data, this.pendingDataOffset)
-    else if (exit._tag === "KVM_EXIT_MMIO" && !exit.isWrite) this.kvmRun.set(exit.data, KvmRunOffset.mmio_data)
+    if (exit._tag === "KVM_EXIT_IO" && exit.direction === "in") {
+      this.kvmRun.set(exit.data, this.pendingDataOffset)
+      this.logPio(exit)
+    } else if (exit._tag === "KVM_EXIT_MMIO" && !exit.isWrite) {
+      this.kvmRun.set(exit.data, KvmRunOffset.mmio_data)
+      this.logMmio("read", exit)
+    }
+  }
+
+  // ---- events: what userspace sees, in the model's order -------------------------
+
+  /** What an exit carries out of the guest: OUT values, an MMIO write, an MMIO read still to answer. */
+  private logExitData(exit: KvmRunExit): void {
+    if (exit._tag === "KVM_EXIT_IO" && exit.direction === "out") this.logPio(exit)
+    else if (exit._tag === "KVM_EXIT_MMIO") this.logMmio(exit.isWrite ? "write" : "unsatisfied-read", exit)
+  }
+
+  private logPio(exit: Extract<KvmRunExit, { _tag: "KVM_EXIT_IO" }>): void {
+    const log = this.vm.log
+    if (log === undefined) return
+    const values: number[] = []
+    for (let i = 0; i < exit.count; i++) values.push(readExitData(exit.data, i * exit.size, exit.size))
+    log.push({ _tag: "Pio", seq: log.nextSeq, vcpu: this.id, time: this.runs, direction: exit.direction, port: exit.port, size: exit.size, count: exit.count, values })
+  }
+
+  private logMmio(op: "read" | "write" | "unsatisfied-read", exit: Extract<KvmRunExit, { _tag: "KVM_EXIT_MMIO" }>): void {
+    const log = this.vm.log
+    if (log === undefined) return
+    const value = op === "unsatisfied-read" ? 0 : readExitData(exit.data, 0, exit.len)
+    log.push({ _tag: "Mmio", seq: log.nextSeq, vcpu: this.id, time: this.runs, op, gpa: exit.physAddr, length: exit.len, value })
+  }
+
+  /** The host kernel's view of the KVM_RUN that just returned, ahead of what userspace saw. */
+  private logTracepoints(): void {
+    const log = this.vm.log
+    const source = this.vm.tracepoints
+    if (log === undefined || source === undefined) return
+    for (const t of source.drain()) {
+      log.push({ _tag: "Tracepoint", seq: log.nextSeq, vcpu: this.id, time: this.runs, name: t.name, fields: t.fields })
+    }
   }
 
   private decodeExit(): KvmRunExit {
@@ -414,7 +647,15 @@ export class DevKvmVcpu implements KvmVcpuApi {
         const data: string[] = []
         for (let i = 0; i < ndata; i++) data.push(hex(dv.getBigUint64(o.internal_data + 8 * i, true)))
         const name = INTERNAL_ERROR_NAMES[suberror] ?? `suberror ${suberror}`
-        return this.internalError(suberror, `KVM_EXIT_INTERNAL_ERROR ${name} at rip ${hex(this.getRegs().rip)}, data [${data.join(" ")}]`)
+        const rip = hex(this.getRegs().rip)
+        // struct emulation_failure: flags, then (KVM_INTERNAL_ERROR_EMULATION_FLAG_INSTRUCTION_BYTES) u8 insn_size, u8 insn_bytes[15].
+        const withBytes = suberror === KvmInternalError.KVM_INTERNAL_ERROR_EMULATION && ndata >= 3 && (dv.getBigUint64(o.internal_data, true) & 1n) === 1n
+        if (withBytes) {
+          const size = Math.min(dv.getUint8(o.internal_data + 8), 15)
+          const bytes = Array.from(this.kvmRun.subarray(o.internal_data + 9, o.internal_data + 9 + size), (b) => b.toString(16).padStart(2, "0"))
+          return this.internalError(suberror, `KVM_EXIT_INTERNAL_ERROR ${name}: KVM's emulator failed at rip ${rip} [${bytes.join(" ")}]`)
+        }
+        return this.internalError(suberror, `KVM_EXIT_INTERNAL_ERROR ${name} at rip ${rip}, data [${data.join(" ")}]`)
       }
       case KvmExit.KVM_EXIT_FAIL_ENTRY: {
         // The API has no FAIL_ENTRY member yet; suberror 0 marks "not an internal error proper".
@@ -435,6 +676,51 @@ export class DevKvmVcpu implements KvmVcpuApi {
 
   private internalError(suberror: number, detail: string): KvmRunExit {
     return { _tag: "KVM_EXIT_INTERNAL_ERROR", exitReason: KvmExit.KVM_EXIT_INTERNAL_ERROR, suberror, detail }
+  }
+
+  // ---- interrupts ---------------------------------------------------------------------
+
+  /** KVM_INTERRUPT: KVM refuses it (ENXIO) while the irqchip is in the kernel, the only mode offered here. */
+  interrupt(vector: number): void {
+    const buf = new Uint8Array(SIZEOF_KVM_INTERRUPT)
+    new DataView(buf.buffer).setUint32(0, vector, true)
+    this.ioctl(KVM_INTERRUPT, `KVM_INTERRUPT(${vector})`, buf)
+  }
+
+  get requestInterruptWindow(): boolean {
+    return this.kvmRun[KvmRunOffset.request_interrupt_window] !== 0
+  }
+
+  set requestInterruptWindow(on: boolean) {
+    this.kvmRun[KvmRunOffset.request_interrupt_window] = on ? 1 : 0
+  }
+
+  get readyForInterruptInjection(): boolean {
+    return this.kvmRun[KvmRunOffset.ready_for_interrupt_injection] !== 0
+  }
+
+  get ifFlag(): boolean {
+    return this.kvmRun[KvmRunOffset.if_flag] !== 0
+  }
+
+  getLapic(): LapicState | undefined {
+    throw notOffered("KVM_GET_LAPIC", CHECKPOINT_STATE)
+  }
+
+  setLapic(_state: LapicState): void {
+    throw notOffered("KVM_SET_LAPIC", CHECKPOINT_STATE)
+  }
+
+  getMpState(): KvmMpState {
+    const buf = new Uint8Array(SIZEOF_KVM_MP_STATE)
+    this.ioctl(KVM_GET_MP_STATE, "KVM_GET_MP_STATE", buf)
+    return new DataView(buf.buffer).getUint32(0, true) === KVM_MP_STATE_HALTED ? "halted" : "runnable"
+  }
+
+  setMpState(state: KvmMpState): void {
+    const buf = new Uint8Array(SIZEOF_KVM_MP_STATE)
+    new DataView(buf.buffer).setUint32(0, state === "halted" ? KVM_MP_STATE_HALTED : KVM_MP_STATE_RUNNABLE, true)
+    this.ioctl(KVM_SET_MP_STATE, "KVM_SET_MP_STATE", buf)
   }
 
   // ---- register ioctls -------------------------------------------------------------

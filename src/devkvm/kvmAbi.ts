@@ -25,6 +25,14 @@ export const SIZEOF_KVM_SREGS = 312
 /** `struct kvm_cpuid2` without its flexible `entries[]`. */
 export const SIZEOF_KVM_CPUID2 = 8
 export const SIZEOF_KVM_CPUID_ENTRY2 = 40
+/** `struct kvm_irq_level` { u32 irq; u32 level }. */
+export const SIZEOF_KVM_IRQ_LEVEL = 8
+/** `struct kvm_pit_config` { u32 flags; u32 pad[15] }. */
+export const SIZEOF_KVM_PIT_CONFIG = 64
+/** `struct kvm_mp_state` { u32 mp_state }. */
+export const SIZEOF_KVM_MP_STATE = 4
+/** `struct kvm_interrupt` { u32 irq }. */
+export const SIZEOF_KVM_INTERRUPT = 4
 
 // System ioctls (/dev/kvm).
 export const KVM_GET_API_VERSION = _IO(KVMIO, 0x00)
@@ -36,6 +44,9 @@ export const KVM_GET_SUPPORTED_CPUID = _IOWR(KVMIO, 0x05, SIZEOF_KVM_CPUID2)
 export const KVM_CREATE_VCPU = _IO(KVMIO, 0x41)
 export const KVM_SET_USER_MEMORY_REGION = _IOW(KVMIO, 0x46, SIZEOF_KVM_USERSPACE_MEMORY_REGION)
 export const KVM_SET_TSS_ADDR = _IO(KVMIO, 0x47)
+export const KVM_CREATE_IRQCHIP = _IO(KVMIO, 0x60)
+export const KVM_IRQ_LINE = _IOW(KVMIO, 0x61, SIZEOF_KVM_IRQ_LEVEL)
+export const KVM_CREATE_PIT2 = _IOW(KVMIO, 0x77, SIZEOF_KVM_PIT_CONFIG)
 
 // vCPU ioctls.
 export const KVM_RUN = _IO(KVMIO, 0x80)
@@ -43,7 +54,15 @@ export const KVM_GET_REGS = _IOR(KVMIO, 0x81, SIZEOF_KVM_REGS)
 export const KVM_SET_REGS = _IOW(KVMIO, 0x82, SIZEOF_KVM_REGS)
 export const KVM_GET_SREGS = _IOR(KVMIO, 0x83, SIZEOF_KVM_SREGS)
 export const KVM_SET_SREGS = _IOW(KVMIO, 0x84, SIZEOF_KVM_SREGS)
+export const KVM_INTERRUPT = _IOW(KVMIO, 0x86, SIZEOF_KVM_INTERRUPT)
 export const KVM_SET_CPUID2 = _IOW(KVMIO, 0x90, SIZEOF_KVM_CPUID2)
+export const KVM_GET_MP_STATE = _IOR(KVMIO, 0x98, SIZEOF_KVM_MP_STATE)
+export const KVM_SET_MP_STATE = _IOW(KVMIO, 0x99, SIZEOF_KVM_MP_STATE)
+
+/** `kvm_pit_config.flags`: the kernel also answers port 0x61 (channel 2's gate and output), as the model's in-kernel PIT does. */
+export const KVM_PIT_SPEAKER_DUMMY = 1
+export const KVM_MP_STATE_RUNNABLE = 0
+export const KVM_MP_STATE_HALTED = 3
 
 export const KVM_CPUID_FLAG_SIGNIFCANT_INDEX = 1
 

@@ -1,7 +1,8 @@
 /**
  * The five libc calls a VMM needs to drive /dev/kvm (open, ioctl, mmap, munmap, close),
- * bound through koffi. Loaded lazily: importing this module on a machine without koffi's
- * native part, or without glibc, must not fail until a KVM backend is actually asked for.
+ * and mount/umount2 for tracefs, bound through koffi. Loaded lazily: importing this
+ * module on a machine without koffi's native part, or without glibc, must not fail
+ * until a KVM backend is actually asked for.
  */
 import { createRequire } from "node:module"
 
@@ -13,6 +14,9 @@ export const MAP_SHARED = 0x01
 export const MAP_PRIVATE = 0x02
 export const MAP_ANONYMOUS = 0x20
 export const EINTR = 4
+export const ITIMER_REAL = 0
+/** `struct itimerval`: it_interval and it_value, each a `struct timeval` of two 64-bit fields. */
+export const SIZEOF_ITIMERVAL = 32
 
 /** An address in this process, as koffi hands pointers back (an opaque external). */
 export type HostPointer = unknown
@@ -33,6 +37,12 @@ export interface Libc {
   view(ptr: HostPointer, length: number): ArrayBuffer
   /** The numeric address of `ptr` (for kvm_userspace_memory_region.userspace_addr). */
   address(ptr: HostPointer): bigint
+  /** mount(2), for tracefs where it is not mounted. */
+  mount(source: string, target: string, fstype: string, flags: number): number
+  /** umount2(2). */
+  umount(target: string, flags: number): number
+  /** setitimer(2) with `struct itimerval` buffers; `old` receives what was left of the previous timer. */
+  setitimer(which: number, value: Uint8Array, old: Uint8Array | null): number
 }
 
 interface Koffi {
@@ -59,6 +69,9 @@ export const loadLibc = (): Libc => {
   const munmap = lib.func("int munmap(void *addr, size_t length)")
   const close = lib.func("int close(int fd)")
   const strerror = lib.func("const char *strerror(int errnum)")
+  const mount = lib.func("int mount(const char *source, const char *target, const char *fstype, unsigned long flags, const void *data)")
+  const umount2 = lib.func("int umount2(const char *target, int flags)")
+  const setitimer = lib.func("int setitimer(int which, const void *value, void *old)")
   cached = {
     open: (path, flags) => open(path, flags) as number,
     ioctlPtr: (fd, request, arg) => ioctlPtr(fd, request, arg) as number,
@@ -69,7 +82,10 @@ export const loadLibc = (): Libc => {
     errno: () => koffi.errno(),
     strerror: (e) => strerror(e) as string,
     view: (ptr, length) => koffi.view(ptr, length),
-    address: (ptr) => koffi.address(ptr)
+    address: (ptr) => koffi.address(ptr),
+    mount: (source, target, fstype, flags) => mount(source, target, fstype, flags, null) as number,
+    umount: (target, flags) => umount2(target, flags) as number,
+    setitimer: (which, value, old) => setitimer(which, value, old) as number
   }
   return cached
 }

@@ -7,6 +7,15 @@ import * as Schema from "effect/Schema"
 export const CpuMode = Schema.Literal("real", "pm32")
 export type CpuMode = typeof CpuMode.Type
 
+/**
+ * Where the interrupt controllers and the PIT live (QEMU's `-machine kernel_irqchip=`):
+ * `kernel` PIC, IOAPIC, LAPIC and PIT in kvm.ko; `split` the LAPIC in kvm.ko, the rest
+ * in QEMU; `userspace` all in QEMU. The RTC is always in QEMU.
+ */
+export const IrqchipMode = Schema.Literal("kernel", "split", "userspace")
+export type IrqchipMode = typeof IrqchipMode.Type
+export const defaultIrqchip: IrqchipMode = "kernel"
+
 export const MachineConfig = Schema.Struct({
   /** Guest RAM in MiB, one memslot at guest-physical 0. */
   memoryMiB: Schema.Int.pipe(Schema.between(1, 3072)),
@@ -16,7 +25,16 @@ export const MachineConfig = Schema.Struct({
   entry: Schema.Int.pipe(Schema.between(0, 0xffffffff)),
   mode: CpuMode,
   /** Stop after this many instructions (a runaway guest still ends, and deterministically). */
-  instructionLimit: Schema.Int.pipe(Schema.between(1, Number.MAX_SAFE_INTEGER))
+  instructionLimit: Schema.Int.pipe(Schema.between(1, Number.MAX_SAFE_INTEGER)),
+  /** Absent in traces from before the chips were wired: `kernel`. */
+  irqchip: Schema.optionalWith(IrqchipMode, { exact: true }),
+  /**
+   * What RDTSC reads: `virtual` (absent), one tick per retired instruction; `realtime`,
+   * the host's counter, taken through the host-input service and recorded as HostTsc.
+   */
+  tsc: Schema.optionalWith(Schema.Literal("virtual", "realtime"), { exact: true }),
+  /** One instruction is 2^shift ns of virtual time (QEMU's `-icount shift`); absent: 0. */
+  icountShift: Schema.optionalWith(Schema.Int.pipe(Schema.between(0, 10)), { exact: true })
 })
 export type MachineConfig = typeof MachineConfig.Type
 

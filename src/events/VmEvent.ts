@@ -4,7 +4,7 @@ import * as Schema from "effect/Schema"
  * The vocabulary of vmrr: everything that crosses a boundary between the guest, the
  * kernel (kvm.ko) and userspace (QEMU) is one of these. Names follow KVM's tracepoints
  * (`kvm_entry`, `kvm_exit`, `kvm_pio`, `kvm_mmio`, `kvm_page_fault`,
- * `kvm_userspace_exit`) where one fits.
+ * `kvm_userspace_exit`, `kvm_set_irq`, `kvm_inj_virq` …) where one fits.
  *
  * Every event carries `seq` (its position in the run), `vcpu` and `time`, the virtual
  * time: guest instructions retired when it happened.
@@ -105,6 +105,150 @@ export const HostInput = Schema.TaggedStruct("HostInput", {
 })
 export type HostInput = typeof HostInput.Type
 
+/**
+ * The wall clock the RTC starts from, read from the host when the guest first touches
+ * the RTC: a host input like `HostInput`, replayed from the trace.
+ */
+export const HostClock = Schema.TaggedStruct("HostClock", {
+  ...common,
+  device: Schema.Literal("rtc"),
+  /** Seconds since 1970-01-01 00:00:00 UTC. */
+  epochSeconds: Count
+})
+export type HostClock = typeof HostClock.Type
+
+/**
+ * RDTSC in real-time mode: the host's time-stamp counter the kernel read for the guest
+ * (`MachineConfig.tsc`). A host input like `HostInput`, replayed from the trace.
+ */
+export const HostTsc = Schema.TaggedStruct("HostTsc", {
+  ...common,
+  value: Count
+})
+export type HostTsc = typeof HostTsc.Type
+
+/** Who hosts a chip: kvm.ko (in-kernel irqchip) or QEMU (userspace irqchip). */
+const HostedIn = Schema.Literal("kernel", "userspace")
+
+/** `kvm_set_irq`: a device drives interrupt line `gsi` (KVM_IRQ_LINE, or QEMU's own wiring). */
+export const SetIrq = Schema.TaggedStruct("SetIrq", {
+  ...common,
+  gsi: Schema.Int.pipe(Schema.between(0, 23)),
+  level: Schema.Boolean,
+  hostedIn: HostedIn
+})
+export type SetIrq = typeof SetIrq.Type
+
+/** `kvm_pic_set_irq`: the 8259A pair saw line `irq` move; `imr`/`elcr` of its chip, `intr` the CPU's INTR after. */
+export const PicSetIrq = Schema.TaggedStruct("PicSetIrq", {
+  ...common,
+  irq: Schema.Int.pipe(Schema.between(0, 15)),
+  level: Schema.Boolean,
+  imr: U8,
+  elcr: U8,
+  intr: Schema.Boolean,
+  hostedIn: HostedIn
+})
+export type PicSetIrq = typeof PicSetIrq.Type
+
+/** `kvm_ioapic_set_irq`: IOAPIC pin `pin` moved; its redirection entry's vector and mask, and whether a message went out. */
+export const IoapicSetIrq = Schema.TaggedStruct("IoapicSetIrq", {
+  ...common,
+  pin: Schema.Int.pipe(Schema.between(0, 23)),
+  level: Schema.Boolean,
+  vector: U8,
+  masked: Schema.Boolean,
+  delivered: Schema.Boolean,
+  hostedIn: HostedIn
+})
+export type IoapicSetIrq = typeof IoapicSetIrq.Type
+
+/** `kvm_apic_accept_irq`: a local APIC took an interrupt (from the IOAPIC, an MSI, its timer or an IPI). */
+export const ApicAcceptIrq = Schema.TaggedStruct("ApicAcceptIrq", {
+  ...common,
+  apicId: U8,
+  deliveryMode: Schema.Int.pipe(Schema.between(0, 7)),
+  level: Schema.Boolean,
+  vector: U8,
+  hostedIn: HostedIn
+})
+export type ApicAcceptIrq = typeof ApicAcceptIrq.Type
+
+/**
+ * `kvm_inj_virq`: an external interrupt injected at VM entry (the VM-entry
+ * interruption-information field). `source` is where the vector came from: the
+ * in-kernel PIC or LAPIC, or userspace through KVM_INTERRUPT.
+ */
+export const InjVirq = Schema.TaggedStruct("InjVirq", {
+  ...common,
+  vector: U8,
+  source: Schema.Literal("pic", "lapic", "KVM_INTERRUPT")
+})
+export type InjVirq = typeof InjVirq.Type
+
+/**
+ * `kvm_inj_exception`: an exception KVM itself injects at VM entry, such as #GP(0) for
+ * an MSR it does not emulate. (Exceptions the guest's own instructions raise are
+ * delivered by the CPU in non-root mode and are not events.)
+ */
+export const InjException = Schema.TaggedStruct("InjException", {
+  ...common,
+  vector: U8,
+  errorCode: Schema.optionalWith(U32, { exact: true })
+})
+export type InjException = typeof InjException.Type
+
+/**
+ * Interrupt-window exiting armed: an interrupt is waiting and the guest cannot take it
+ * yet (IF = 0, or the shadow of STI / MOV SS). `requestedBy` is KVM itself, or
+ * userspace through `kvm_run.request_interrupt_window`. The window opening is a
+ * VmExit INTERRUPT_WINDOW (7).
+ */
+export const IrqWindowRequest = Schema.TaggedStruct("IrqWindowRequest", {
+  ...common,
+  requestedBy: HostedIn,
+  blockedBy: Schema.Literal("if", "shadow")
+})
+export type IrqWindowRequest = typeof IrqWindowRequest.Type
+
+/** `kvm_eoi`: the guest wrote the local APIC's EOI register, retiring `vector` (-1: nothing was in service). */
+export const Eoi = Schema.TaggedStruct("Eoi", {
+  ...common,
+  apicId: U8,
+  vector: Schema.Int.pipe(Schema.between(-1, 255)),
+  level: Schema.Boolean,
+  hostedIn: HostedIn
+})
+export type Eoi = typeof Eoi.Type
+
+/** `kvm_ack_irq`: an interrupt controller saw the end of interrupt `pin` (a PIC EOI, or an IOAPIC EOI broadcast). */
+export const AckIrq = Schema.TaggedStruct("AckIrq", {
+  ...common,
+  irqchip: Schema.Literal("pic", "ioapic"),
+  pin: Schema.Int.pipe(Schema.between(0, 23)),
+  hostedIn: HostedIn
+})
+export type AckIrq = typeof AckIrq.Type
+
+/** A timer chip reached a deadline in virtual time: `count` expiries (PIT IRQ0 edges, LAPIC timer, RTC flags). */
+export const TimerExpiry = Schema.TaggedStruct("TimerExpiry", {
+  ...common,
+  timer: Schema.Literal("pit", "lapic", "rtc"),
+  count: Count,
+  hostedIn: HostedIn
+})
+export type TimerExpiry = typeof TimerExpiry.Type
+
+/**
+ * `kvm_vcpu_wakeup`: a halted vCPU woke. No instructions retire in HLT, so virtual
+ * time skips to the next timer deadline (QEMU's icount warp); `waited` is how far.
+ */
+export const VcpuWakeup = Schema.TaggedStruct("VcpuWakeup", {
+  ...common,
+  waited: Count
+})
+export type VcpuWakeup = typeof VcpuWakeup.Type
+
 /** An access that no device claims: QEMU reads it as 0 and drops writes. */
 export const Unassigned = Schema.TaggedStruct("Unassigned", {
   ...common,
@@ -145,6 +289,44 @@ export const RunEnd = Schema.TaggedStruct("RunEnd", {
 })
 export type RunEnd = typeof RunEnd.Type
 
-export const VmEvent = Schema.Union(VmEntry, VmExit, Pio, Mmio, PageFault, UserspaceExit, DeviceOutput, HostInput, Unassigned, RunEnd)
+/**
+ * One of the host kernel's own KVM tracepoints for this VM (`kvm_exit`, `kvm_entry`,
+ * `kvm_pio`, ...), as tracefs printed it: recorded only on real KVM, where it is the
+ * kernel's view of a KVM_RUN that userspace cannot see. `fields` is the tracepoint's
+ * text, in the host's own vocabulary (SVM exit codes on AMD, VMX reasons on Intel).
+ */
+export const Tracepoint = Schema.TaggedStruct("Tracepoint", {
+  ...common,
+  name: Schema.String,
+  fields: Schema.String
+})
+export type Tracepoint = typeof Tracepoint.Type
+
+export const VmEvent = Schema.Union(
+  VmEntry,
+  VmExit,
+  Pio,
+  Mmio,
+  PageFault,
+  UserspaceExit,
+  DeviceOutput,
+  HostInput,
+  HostClock,
+  HostTsc,
+  Unassigned,
+  SetIrq,
+  PicSetIrq,
+  IoapicSetIrq,
+  ApicAcceptIrq,
+  InjVirq,
+  InjException,
+  IrqWindowRequest,
+  Eoi,
+  AckIrq,
+  TimerExpiry,
+  VcpuWakeup,
+  RunEnd,
+  Tracepoint
+)
 export type VmEvent = typeof VmEvent.Type
 export type VmEventTag = VmEvent["_tag"]

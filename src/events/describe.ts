@@ -46,8 +46,36 @@ const body = (e: VmEvent): string => {
       return `device ${e.device} output ${printable(e.bytes)}`
     case "HostInput":
       return `host input ${e.source} ${printable(e.bytes)}`
+    case "HostTsc":
+      return `host tsc ${e.value}`
+    case "HostClock":
+      return `host clock ${e.device} ${e.epochSeconds} s since the epoch`
+    case "SetIrq":
+      return `kvm_set_irq gsi ${e.gsi} level ${e.level ? 1 : 0} (${e.hostedIn})`
+    case "PicSetIrq":
+      return `kvm_pic_set_irq irq ${e.irq} level ${e.level ? 1 : 0} imr ${hex(e.imr, 2)} elcr ${hex(e.elcr, 2)} intr ${e.intr ? 1 : 0} (${e.hostedIn})`
+    case "IoapicSetIrq":
+      return `kvm_ioapic_set_irq pin ${e.pin} level ${e.level ? 1 : 0} vec ${hex(e.vector, 2)}${e.masked ? " masked" : ""}${e.delivered ? " delivered" : ""} (${e.hostedIn})`
+    case "ApicAcceptIrq":
+      return `kvm_apic_accept_irq apicid ${e.apicId} dm ${e.deliveryMode} ${e.level ? "level" : "edge"} vec ${hex(e.vector, 2)} (${e.hostedIn})`
+    case "InjVirq":
+      return `kvm_inj_virq vec ${hex(e.vector, 2)} from ${e.source}`
+    case "InjException":
+      return `kvm_inj_exception vec ${hex(e.vector, 2)}${e.errorCode === undefined ? "" : ` error ${hex(e.errorCode)}`}`
+    case "IrqWindowRequest":
+      return `interrupt window requested by ${e.requestedBy} (blocked by ${e.blockedBy === "if" ? "IF=0" : "the interrupt shadow"})`
+    case "Eoi":
+      return `kvm_eoi apicid ${e.apicId} vec ${e.vector < 0 ? "none" : hex(e.vector, 2)} ${e.level ? "level" : "edge"} (${e.hostedIn})`
+    case "AckIrq":
+      return `kvm_ack_irq ${e.irqchip} pin ${e.pin} (${e.hostedIn})`
+    case "TimerExpiry":
+      return `timer ${e.timer} expired${e.count === 1 ? "" : ` x${e.count}`} (${e.hostedIn})`
+    case "VcpuWakeup":
+      return `kvm_vcpu_wakeup after ${e.waited} halted`
     case "Unassigned":
       return `unassigned ${e.space} ${e.write ? "write" : "read"} ${hex(e.address)} size ${e.size}`
+    case "Tracepoint":
+      return `host ${e.name}: ${e.fields}`
     case "RunEnd": {
       const r = e.registers
       const status = e.exitCode === undefined ? "" : ` status ${e.exitCode}`

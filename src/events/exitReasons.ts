@@ -10,6 +10,7 @@ export const ExitReason = {
   EXTERNAL_INTERRUPT: 1,
   TRIPLE_FAULT: 2,
   INTERRUPT_WINDOW: 7,
+  HLT_PLACEHOLDER: -1,
   CPUID: 10,
   HLT: 12,
   RDTSC: 16,
@@ -35,7 +36,8 @@ export const KvmExit = {
   KVM_EXIT_SHUTDOWN: 8,
   KVM_EXIT_FAIL_ENTRY: 9,
   KVM_EXIT_INTR: 10,
-  KVM_EXIT_INTERNAL_ERROR: 17
+  KVM_EXIT_INTERNAL_ERROR: 17,
+  KVM_EXIT_IOAPIC_EOI: 26
 } as const
 export type KvmExitName = keyof typeof KvmExit
 

@@ -22,6 +22,12 @@ export class Memslots {
   readonly slotMemory: Uint8Array[] = []
   readonly slotBase: number[] = []
   private readonly slotIds: number[] = []
+  /**
+   * Per slot with KVM_MEM_LOG_DIRTY_PAGES, frameWrites of its frames when the log was last
+   * read: a frame whose count moved since is dirty. Every guest write already counts
+   * there, so dirty logging costs the hot path nothing.
+   */
+  private readonly dirtyBaseline = new Map<number, Uint32Array>()
 
   /** KVM_SET_USER_MEMORY_REGION. Slots are page-aligned and never overlap. */
   setUserMemoryRegion(region: UserspaceMemoryRegion): void {
@@ -42,6 +48,42 @@ export class Memslots {
     this.slotIds.push(slot)
     this.slotMemory.push(memory)
     this.slotBase.push(guestPhysAddr)
+    if (region.logDirtyPages === true) this.dirtyBaseline.set(slot, this.frameWrites.slice(guestPhysAddr >>> 12, (guestPhysAddr + size) / 4096))
+  }
+
+  /** KVM_GET_DIRTY_LOG: a bit per page of `slot` written since the last call; the log restarts. */
+  getDirtyLog(slot: number): Uint8Array {
+    const baseline = this.dirtyBaseline.get(slot)
+    if (baseline === undefined) throw new RangeError(`KVM_GET_DIRTY_LOG: memslot ${slot} does not log dirty pages`)
+    const first = this.slotBase[this.slotIds.indexOf(slot)] >>> 12
+    const writes = this.frameWrites
+    const bitmap = new Uint8Array((baseline.length + 7) >>> 3)
+    for (let i = 0; i < baseline.length; i++) {
+      const now = writes[first + i]
+      if (now !== baseline[i]) {
+        bitmap[i >>> 3] |= 1 << (i & 7)
+        baseline[i] = now
+      }
+    }
+    return bitmap
+  }
+
+  getEptEntries(): Array<[number, number]> {
+    const out: Array<[number, number]> = []
+    const frames = this.frames
+    for (let i = 0; i < frames.length; i++) if (frames[i] !== FRAME_NOT_PRESENT) out.push([i, frames[i]])
+    return out
+  }
+
+  /** Replaces the EPT; the frames' write counts move so that no vCPU keeps code decoded from before. */
+  setEptEntries(entries: ReadonlyArray<readonly [number, number]>): void {
+    this.frames.fill(FRAME_NOT_PRESENT)
+    for (const [frame, entry] of entries) {
+      if (!Number.isInteger(frame) || frame < 0 || frame >= this.frames.length) throw new RangeError(`EPT entry for frame ${frame}: no such frame`)
+      if (entry !== FRAME_MMIO && !(entry >= 1 && entry <= this.slotMemory.length)) throw new RangeError(`EPT entry ${entry} for frame ${frame}: no such memslot`)
+      this.frames[frame] = entry
+    }
+    for (let i = 0; i < this.frameWrites.length; i++) this.frameWrites[i]++
   }
 
   /** The index of the slot holding `gpa`, or -1 when it is MMIO. */

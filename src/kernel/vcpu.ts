@@ -1,28 +1,41 @@
 import type { EventLog } from "../events/EventLog.ts"
 import { ExitReason, KvmExit, KvmInternalError } from "../events/exitReasons.ts"
-import { readExitData, writeExitData, type CpuidEntry, type KvmRegs, type KvmRunExit, type KvmSregs, type KvmVcpuApi } from "./api.ts"
+import {
+  MSR_IA32_SYSENTER_CS,
+  MSR_IA32_SYSENTER_EIP,
+  MSR_IA32_SYSENTER_ESP,
+  MSR_IA32_TSC,
+  readExitData,
+  writeExitData,
+  type CpuidEntry,
+  type KvmCompletion,
+  type KvmDebugRegs,
+  type KvmEmulationState,
+  type KvmGuestDebug,
+  type KvmHostTscApi,
+  type KvmIrqchipVcpuApi,
+  type KvmMpState,
+  type KvmMsrEntry,
+  type KvmRegs,
+  type KvmRunExit,
+  type KvmSregs,
+  type KvmVcpuApi,
+  type KvmVcpuEvents,
+  type KvmVcpuStateApi
+} from "./api.ts"
+import type { LapicState } from "../hw/intc/lapic.ts"
 import { LEAVE_CPU, LeaveCpu, type ExitingInstructions, type IoSize } from "./cpu/bus.ts"
 import { Cpu, CpuStop, Reg, Seg } from "./cpu/cpu.ts"
 import { EmulationFailure, Ept, type EptExits } from "./ept.ts"
 import type { Memslots } from "./memslots.ts"
+import { VcpuInterrupts, type VmInterrupts } from "./interrupts.ts"
+import type { KvmIrqchip } from "./irqchip.ts"
 import { accessRightsOf, segmentOf } from "./segments.ts"
 
 /** One access the emulator completed with userspace's help, replayed when the instruction runs again. */
-interface Completion {
-  readonly kind: "pio" | "mmio"
-  readonly address: number
-  readonly size: number
-  readonly isWrite: boolean
-  readonly value: number
-}
+type Completion = Readonly<KvmCompletion>
 
 const hex = (n: number): string => `0x${(n >>> 0).toString(16)}`
-
-/** The MSRs the kernel emulates (SDM Vol. 4, Table 2-2). */
-const MSR_IA32_TSC = 0x10
-const MSR_IA32_SYSENTER_CS = 0x174
-const MSR_IA32_SYSENTER_ESP = 0x175
-const MSR_IA32_SYSENTER_EIP = 0x176
 
 /**
  * A vCPU as kvm.ko runs it: the interpreter plays VMX non-root; this class plays the
@@ -33,12 +46,16 @@ const MSR_IA32_SYSENTER_EIP = 0x176
  * when userspace has answered, the next KVM_RUN executes it again with the answers
  * queued as completions, as KVM's emulator does with `complete_userspace_io`.
  */
-export class Vcpu implements KvmVcpuApi, ExitingInstructions, EptExits {
+export class Vcpu implements KvmVcpuApi, KvmVcpuStateApi, KvmIrqchipVcpuApi, KvmHostTscApi, ExitingInstructions, EptExits {
   readonly cpu: Cpu
+  /** The LAPIC (in-kernel irqchip), KVM_INTERRUPT, the interrupt window and HLT. */
+  readonly irq: VcpuInterrupts
   private cpuidTable: ReadonlyArray<CpuidEntry> = []
   private kickTime = Number.POSITIVE_INFINITY
   /** IA32_TSC minus virtual time, set by a guest WRMSR to the TSC. */
   private tscOffset = 0
+  /** Real-time mode: the host's counter, as userspace provides it (see KvmHostTscApi). */
+  private hostTsc: (() => number) | undefined
 
   /** The exit KVM_RUN returned last, read back on the next run (IN and MMIO read data). */
   private pendingExit: KvmRunExit | undefined
@@ -48,14 +65,35 @@ export class Vcpu implements KvmVcpuApi, ExitingInstructions, EptExits {
   private emulating = false
   /** The VM exit for the current instruction is already in the log. */
   private exitLogged = false
+  /** KVM_SET_GUEST_DEBUG: a debugger's stop, in instructions retired. */
+  private debugStop = Number.POSITIVE_INFINITY
+  /** The last KVM_RUN ended in a debugger's stop: the re-entry is not traced either. */
+  private resumingFromDebug = false
+  /** An exit was handled in the kernel and the VM entry after it is not logged yet (it follows any injection). */
+  private entryPending = false
 
   constructor(
     readonly id: number,
     memslots: Memslots,
-    private readonly log: EventLog
+    private readonly log: EventLog,
+    private readonly vmInterrupts: VmInterrupts = { irqchip: undefined, shift: 0, split: false }
   ) {
     this.cpu = new Cpu(new Ept(memslots, this), this)
     this.cpu.resetToRealMode()
+    this.irq = new VcpuInterrupts(id, this.cpu, log, vmInterrupts, {
+      exit: (reason, handledIn) => {
+        // Exits between instructions (the window, a fault delivering an interrupt) report where the guest stands.
+        this.logExit(reason, 0, handledIn, undefined, this.cpu.eip)
+        this.entryPending = true
+      },
+      entry: () => {
+        if (this.entryPending) this.logEntry()
+      }
+    })
+  }
+
+  private get irqchip(): KvmIrqchip | undefined {
+    return this.vmInterrupts.irqchip
   }
 
   get instructionsRetired(): number {
@@ -75,11 +113,14 @@ export class Vcpu implements KvmVcpuApi, ExitingInstructions, EptExits {
   run(): KvmRunExit {
     if (this.pendingExit !== undefined) this.completeUserspaceExit(this.pendingExit)
     this.pendingExit = undefined
-    this.logEntry()
+    if (this.resumingFromDebug) this.resumingFromDebug = false
+    else if (this.emulating) this.logEntry()
+    else this.entryPending = true
     const cpu = this.cpu
     for (;;) {
       let stop: CpuStop
       if (this.emulating) {
+        if (cpu.retired >= this.debugStop) return this.debugExit()
         this.completionCursor = 0
         this.exitLogged = true
         stop = this.guarded(1)
@@ -89,18 +130,35 @@ export class Vcpu implements KvmVcpuApi, ExitingInstructions, EptExits {
         }
         if (stop === CpuStop.Budget) continue
       } else {
+        // Between exit and entry, as KVM's vcpu_run: block while halted, fire due timers, inject.
+        if (cpu.retired < this.kickTime) {
+          const held = this.irq.beforeEntry(this.kickTime)
+          if (held !== undefined) return this.leave(held.exit, held.detail)
+        }
+        if (this.entryPending) this.logEntry()
         const budget = this.kickTime - cpu.retired
         if (budget <= 0) return this.leave({ _tag: "KVM_EXIT_INTR", exitReason: KvmExit.KVM_EXIT_INTR }, "instruction budget reached")
+        // After the kick: a stop for the debugger must not come between a kick and the input delivered at it.
+        if (cpu.retired >= this.debugStop) return this.debugExit()
         this.exitLogged = false
-        stop = this.guarded(budget)
-        if (stop === CpuStop.Budget) continue
+        // Up to the next in-kernel timer, or less while waiting for an interrupt window.
+        const steps = this.irq.stepsAllowed(Math.min(budget, this.debugStop - cpu.retired, this.irq.nextDeadline() - cpu.retired))
+        stop = this.guarded(steps)
+        if (stop === CpuStop.Budget) {
+          const opened = this.irq.windowExit()
+          if (opened !== undefined && opened !== "kernel") return this.leave(opened)
+          continue
+        }
       }
       switch (stop) {
         case CpuStop.Left:
           this.emulating = true
           return this.leave(this.pendingExit!)
-        case CpuStop.Stop:
-          return this.leave({ _tag: "KVM_EXIT_HLT", exitReason: KvmExit.KVM_EXIT_HLT })
+        case CpuStop.Stop: {
+          const exit = this.irq.afterStop()
+          if (exit === undefined) continue
+          return this.leave(exit)
+        }
         case CpuStop.TripleFault:
           this.logExit(ExitReason.TRIPLE_FAULT, 0, "userspace")
           return this.leave({ _tag: "KVM_EXIT_SHUTDOWN", exitReason: KvmExit.KVM_EXIT_SHUTDOWN })
@@ -131,6 +189,12 @@ export class Vcpu implements KvmVcpuApi, ExitingInstructions, EptExits {
       cpu.internalError = { address: (cpu.segBase[Seg.CS] + cpu.instructionStart) >>> 0, bytes: [], reason }
       return CpuStop.InternalError
     }
+  }
+
+  /** KVM_EXIT_DEBUG for the debugger's stop: untraced, and nothing for the next run to complete. */
+  private debugExit(): KvmRunExit {
+    this.resumingFromDebug = true
+    return { _tag: "KVM_EXIT_DEBUG", exitReason: KvmExit.KVM_EXIT_DEBUG }
   }
 
   private leave(exit: KvmRunExit, detail?: string): KvmRunExit {
@@ -177,6 +241,14 @@ export class Vcpu implements KvmVcpuApi, ExitingInstructions, EptExits {
   portIn(port: number, size: IoSize, qualification: number): number {
     const done = this.takeCompletion("pio", port, size, false)
     if (done !== undefined) return done.value
+    const chip = this.irqchip
+    if (chip?.handlesPort(port) === true) {
+      this.logExit(ExitReason.IO_INSTRUCTION, qualification, "kernel")
+      const value = chip.pioRead(port, size, this.cpu.retired)
+      this.logPio("in", port, size, value)
+      this.handledInKernel()
+      return value
+    }
     this.logExitOnce(ExitReason.IO_INSTRUCTION, qualification, "userspace")
     this.pendingExit = { _tag: "KVM_EXIT_IO", exitReason: KvmExit.KVM_EXIT_IO, direction: "in", port, size, count: 1, data: new Uint8Array(size) }
     throw LEAVE_CPU
@@ -184,6 +256,14 @@ export class Vcpu implements KvmVcpuApi, ExitingInstructions, EptExits {
 
   portOut(port: number, size: IoSize, value: number, qualification: number): void {
     if (this.takeCompletion("pio", port, size, true) !== undefined) return
+    const chip = this.irqchip
+    if (chip?.handlesPort(port) === true) {
+      this.logExit(ExitReason.IO_INSTRUCTION, qualification, "kernel")
+      this.logPio("out", port, size, value)
+      chip.pioWrite(port, size, value, this.cpu.retired)
+      this.handledInKernel()
+      return
+    }
     this.logExitOnce(ExitReason.IO_INSTRUCTION, qualification, "userspace")
     this.logPio("out", port, size, value)
     this.pendingExit = { _tag: "KVM_EXIT_IO", exitReason: KvmExit.KVM_EXIT_IO, direction: "out", port, size, count: 1, data: exitDataOf(value, size) }
@@ -193,6 +273,13 @@ export class Vcpu implements KvmVcpuApi, ExitingInstructions, EptExits {
   mmioRead(gpa: number, len: 1 | 2 | 4): number {
     const done = this.takeCompletion("mmio", gpa, len, false)
     if (done !== undefined) return done.value
+    if (this.kernelMmio(gpa)) {
+      this.logExitOnce(ExitReason.EPT_MISCONFIG, 0, "kernel", gpa)
+      const value = this.irq.handlesMmio(gpa) ? this.irq.mmioRead(gpa, len) : this.irqchip!.mmioRead(gpa, len)
+      this.logMmio("read", gpa, len, value)
+      this.handledInKernel()
+      return value
+    }
     this.logExitOnce(ExitReason.EPT_MISCONFIG, 0, "userspace", gpa)
     this.logMmio("unsatisfied-read", gpa, len, 0)
     this.pendingExit = { _tag: "KVM_EXIT_MMIO", exitReason: KvmExit.KVM_EXIT_MMIO, physAddr: gpa, isWrite: false, len, data: new Uint8Array(len) }
@@ -201,17 +288,40 @@ export class Vcpu implements KvmVcpuApi, ExitingInstructions, EptExits {
 
   mmioWrite(gpa: number, len: 1 | 2 | 4, value: number): void {
     if (this.takeCompletion("mmio", gpa, len, true) !== undefined) return
+    if (this.kernelMmio(gpa)) {
+      this.logExitOnce(ExitReason.EPT_MISCONFIG, 0, "kernel", gpa)
+      this.logMmio("write", gpa, len, value)
+      if (this.irq.handlesMmio(gpa)) this.irq.mmioWrite(gpa, len, value)
+      else this.irqchip!.mmioWrite(gpa, len, value)
+      this.handledInKernel()
+      return
+    }
     this.logExitOnce(ExitReason.EPT_MISCONFIG, 0, "userspace", gpa)
     this.logMmio("write", gpa, len, value)
     this.pendingExit = { _tag: "KVM_EXIT_MMIO", exitReason: KvmExit.KVM_EXIT_MMIO, physAddr: gpa, isWrite: true, len, data: exitDataOf(value, len) }
     throw LEAVE_CPU
   }
 
+  /** The LAPIC page or the IOAPIC, when the irqchip is in the kernel: KVM's own MMIO devices. */
+  private kernelMmio(gpa: number): boolean {
+    return this.irq.handlesMmio(gpa) || this.irqchip?.handlesMmio(gpa) === true
+  }
+
+  /**
+   * An exit finished in the kernel by an irqchip device: the guest goes on, but only
+   * after the next entry has looked for an interrupt the access may have raised.
+   */
+  private handledInKernel(): void {
+    this.entryPending = true
+    this.exitLogged = false
+    this.irq.recheck()
+  }
+
   eptViolation(gpa: number, access: number, outcome: "mapped" | "mmio"): void {
-    const inKernel = outcome === "mapped"
+    const inKernel = outcome === "mapped" || this.kernelMmio(gpa)
     this.logExit(ExitReason.EPT_VIOLATION, access, inKernel ? "kernel" : "userspace", gpa)
     this.log.push({ _tag: "PageFault", seq: this.log.nextSeq, vcpu: this.id, time: this.cpu.retired, gpa, errorCode: access, outcome })
-    if (inKernel) this.logEntry()
+    if (outcome === "mapped") this.logEntry()
     // An MMIO frame's first access is emulated right away, under this same exit.
     else this.exitLogged = true
   }
@@ -229,9 +339,50 @@ export class Vcpu implements KvmVcpuApi, ExitingInstructions, EptExits {
     this.logEntry()
   }
 
+  /** HLT (12): blocks in the kernel with an in-kernel LAPIC and IF = 1, else KVM_EXIT_HLT. */
   hlt(): void {
-    this.logExit(ExitReason.HLT, 0, "userspace")
-    this.cpu.requestStop()
+    const handledIn = this.irq.hlt()
+    this.logExit(ExitReason.HLT, 0, handledIn)
+    if (handledIn === "kernel") this.entryPending = true
+  }
+
+  // ---- KVM_INTERRUPT, kvm_run's interrupt fields, LAPIC and MP state ioctls ----------
+
+  interrupt(vector: number): void {
+    this.irq.interrupt(vector)
+  }
+
+  get requestInterruptWindow(): boolean {
+    return this.irq.requestInterruptWindow
+  }
+
+  set requestInterruptWindow(on: boolean) {
+    this.irq.requestInterruptWindow = on
+  }
+
+  get readyForInterruptInjection(): boolean {
+    return this.irq.readyForInterruptInjection
+  }
+
+  get ifFlag(): boolean {
+    return this.irq.ifFlag
+  }
+
+  getLapic(): LapicState | undefined {
+    return this.irq.lapic
+  }
+
+  setLapic(state: LapicState): void {
+    if (this.irq.lapic === undefined) throw new RangeError("KVM_SET_LAPIC: this vCPU has no in-kernel LAPIC (no KVM_CREATE_IRQCHIP)")
+    this.irq.lapic = state
+  }
+
+  getMpState(): KvmMpState {
+    return this.irq.mpState
+  }
+
+  setMpState(state: KvmMpState): void {
+    this.irq.setMpState(state)
   }
 
   /**
@@ -267,6 +418,8 @@ export class Vcpu implements KvmVcpuApi, ExitingInstructions, EptExits {
     if (known) {
       cpu.regs[Reg.EAX] = lo
       cpu.regs[Reg.EDX] = hi
+    } else {
+      this.logInjectedGp()
     }
     this.logEntry()
     return known
@@ -293,8 +446,14 @@ export class Vcpu implements KvmVcpuApi, ExitingInstructions, EptExits {
       default:
         known = false
     }
+    if (!known) this.logInjectedGp()
     this.logEntry()
     return known
+  }
+
+  /** KVM injects #GP(0) for an MSR it does not emulate; the CPU then delivers it (it raises the fault when rdmsr/wrmsr return false). */
+  private logInjectedGp(): void {
+    this.log.push({ _tag: "InjException", seq: this.log.nextSeq, vcpu: this.id, time: this.cpu.retired, vector: 13, errorCode: 0 })
   }
 
   /**
@@ -304,7 +463,12 @@ export class Vcpu implements KvmVcpuApi, ExitingInstructions, EptExits {
    */
   rdtsc(): void {
     this.logExit(ExitReason.RDTSC, 0, "kernel")
-    const tsc = this.tsc()
+    let tsc = this.tsc()
+    if (this.hostTsc !== undefined) {
+      // Real time: the host's counter, logged so that a replay reads the same.
+      tsc = Math.max(0, Math.floor(this.hostTsc()))
+      this.log.push({ _tag: "HostTsc", seq: this.log.nextSeq, vcpu: this.id, time: this.cpu.retired, value: tsc })
+    }
     this.cpu.regs[Reg.EAX] = tsc % 0x100000000
     this.cpu.regs[Reg.EDX] = Math.floor(tsc / 0x100000000)
     this.logEntry()
@@ -336,6 +500,7 @@ export class Vcpu implements KvmVcpuApi, ExitingInstructions, EptExits {
   // ---- events ---------------------------------------------------------------
 
   private logEntry(): void {
+    this.entryPending = false
     this.log.push({ _tag: "VmEntry", seq: this.log.nextSeq, vcpu: this.id, time: this.cpu.retired, rip: this.cpu.eip >>> 0 })
   }
 
@@ -345,7 +510,7 @@ export class Vcpu implements KvmVcpuApi, ExitingInstructions, EptExits {
     this.logExit(reason, qualification, handledIn, gpa)
   }
 
-  private logExit(reason: number, qualification: number, handledIn: "kernel" | "userspace", gpa?: number): void {
+  private logExit(reason: number, qualification: number, handledIn: "kernel" | "userspace", gpa?: number, rip = this.cpu.instructionStart): void {
     const cpu = this.cpu
     this.log.push({
       _tag: "VmExit",
@@ -355,7 +520,7 @@ export class Vcpu implements KvmVcpuApi, ExitingInstructions, EptExits {
       reason,
       qualification: qualification >>> 0,
       ...(gpa === undefined ? {} : { guestPhysical: gpa >>> 0 }),
-      rip: cpu.instructionStart >>> 0,
+      rip: rip >>> 0,
       instructionLength: reportsInstructionLength(reason) ? cpu.instructionLength : 0,
       handledIn
     })
@@ -395,7 +560,9 @@ export class Vcpu implements KvmVcpuApi, ExitingInstructions, EptExits {
       cs: seg(Seg.CS), ds: seg(Seg.DS), es: seg(Seg.ES), fs: seg(Seg.FS), gs: seg(Seg.GS), ss: seg(Seg.SS),
       gdt: { base: c.gdtrBase >>> 0, limit: c.gdtrLimit },
       idt: { base: c.idtrBase >>> 0, limit: c.idtrLimit },
-      cr0: c.cr0 >>> 0, cr2: c.cr2 >>> 0, cr3: c.cr3 >>> 0, cr4: c.cr4 >>> 0
+      cr0: c.cr0 >>> 0, cr2: c.cr2 >>> 0, cr3: c.cr3 >>> 0, cr4: c.cr4 >>> 0,
+      tr: segmentOf(c.trSelector, c.trBase, c.trLimit, c.trAttr),
+      ldt: segmentOf(c.ldtrSelector, c.ldtrBase, c.ldtrLimit, c.ldtrAttr)
     }
   }
 
@@ -412,17 +579,112 @@ export class Vcpu implements KvmVcpuApi, ExitingInstructions, EptExits {
     c.gdtrBase = sregs.gdt.base; c.gdtrLimit = sregs.gdt.limit
     c.idtrBase = sregs.idt.base; c.idtrLimit = sregs.idt.limit
     c.cr0 = sregs.cr0; c.cr2 = sregs.cr2; c.cr3 = sregs.cr3; c.cr4 = sregs.cr4
+    if (sregs.tr !== undefined) {
+      c.trSelector = sregs.tr.selector; c.trBase = sregs.tr.base >>> 0; c.trLimit = sregs.tr.limit >>> 0; c.trAttr = accessRightsOf(sregs.tr)
+    }
+    if (sregs.ldt !== undefined) {
+      c.ldtrSelector = sregs.ldt.selector; c.ldtrBase = sregs.ldt.base >>> 0; c.ldtrLimit = sregs.ldt.limit >>> 0; c.ldtrAttr = accessRightsOf(sregs.ldt)
+    }
     // KVM_SET_SREGS reloads the MMU context: no translation cached from before survives.
     c.flushTlb()
+  }
+
+  // ---- state ioctls (snapshots) ------------------------------------------------
+
+  getDebugRegs(): KvmDebugRegs {
+    const dr = this.cpu.dr
+    return { db: [dr[0], dr[1], dr[2], dr[3]], dr6: dr[6], dr7: dr[7] }
+  }
+
+  setDebugRegs(regs: KvmDebugRegs): void {
+    const dr = this.cpu.dr
+    for (let i = 0; i < 4; i++) dr[i] = regs.db[i]
+    dr[6] = regs.dr6
+    dr[7] = regs.dr7
+    this.cpu.debugRegistersChanged()
+  }
+
+  getMsrs(indices: ReadonlyArray<number>): KvmMsrEntry[] {
+    const c = this.cpu
+    const out: KvmMsrEntry[] = []
+    for (const index of indices) {
+      switch (index) {
+        case MSR_IA32_TSC: out.push({ index, data: this.tsc() }); break
+        case MSR_IA32_SYSENTER_CS: out.push({ index, data: c.sysenterCs }); break
+        case MSR_IA32_SYSENTER_ESP: out.push({ index, data: c.sysenterEsp >>> 0 }); break
+        case MSR_IA32_SYSENTER_EIP: out.push({ index, data: c.sysenterEip >>> 0 }); break
+      }
+    }
+    return out
+  }
+
+  /** As KVM_SET_MSRS: the TSC is set relative to the current virtual time, so set that first. */
+  setMsrs(entries: ReadonlyArray<KvmMsrEntry>): void {
+    const c = this.cpu
+    for (const { index, data } of entries) {
+      switch (index) {
+        case MSR_IA32_TSC: this.tscOffset = data - c.retired; break
+        case MSR_IA32_SYSENTER_CS: c.sysenterCs = data & 0xffff; break
+        case MSR_IA32_SYSENTER_ESP: c.sysenterEsp = data >>> 0; break
+        case MSR_IA32_SYSENTER_EIP: c.sysenterEip = data >>> 0; break
+        default: throw new RangeError(`KVM_SET_MSRS: MSR 0x${index.toString(16)} is not one this vCPU has`)
+      }
+    }
+  }
+
+  getVcpuEvents(): KvmVcpuEvents {
+    return { interruptShadow: this.cpu.interruptShadow, queuedInterrupt: this.irq.queuedVector }
+  }
+
+  setVcpuEvents(events: KvmVcpuEvents): void {
+    this.cpu.interruptShadow = events.interruptShadow
+    this.irq.queuedVector = events.queuedInterrupt ?? -1
+  }
+
+  getEmulationState(): KvmEmulationState {
+    return {
+      instructionsRetired: this.cpu.retired,
+      pendingExit: this.pendingExit,
+      completions: this.completions.map((c) => ({ ...c })),
+      emulating: this.emulating,
+      ...(this.irq.window === undefined ? {} : { interruptWindow: this.irq.window }),
+      haltedAt: this.irq.haltedAt
+    }
+  }
+
+  setEmulationState(state: KvmEmulationState): void {
+    this.cpu.retired = state.instructionsRetired
+    this.pendingExit = state.pendingExit
+    this.completions.length = 0
+    for (const c of state.completions) this.completions.push({ ...c })
+    this.completionCursor = 0
+    this.emulating = state.emulating
+    this.irq.restoreWindow(state.interruptWindow, state.haltedAt ?? 0)
+    this.exitLogged = state.emulating
+    this.resumingFromDebug = false
+    this.cpu.internalError = undefined
+    this.cpu.flushTlb()
+    this.cpu.dropDecodedInstructions()
+  }
+
+  setHostTsc(read: (() => number) | undefined): void {
+    this.hostTsc = read
+  }
+
+  setGuestDebug(debug: KvmGuestDebug): void {
+    this.debugStop = debug.stopAtInstructionsRetired ?? Number.POSITIVE_INFINITY
   }
 }
 
 /**
  * The VM-exit instruction length is defined only for exits an instruction causes by
- * executing (SDM Vol. 3C 28.2.5); EPT faults and triple faults leave it undefined, shown as 0.
+ * executing (SDM Vol. 3C 28.2.5); EPT faults, triple faults and interrupt windows leave it undefined, shown as 0.
  */
 const reportsInstructionLength = (reason: number): boolean =>
-  reason !== ExitReason.EPT_VIOLATION && reason !== ExitReason.EPT_MISCONFIG && reason !== ExitReason.TRIPLE_FAULT
+  reason !== ExitReason.EPT_VIOLATION &&
+  reason !== ExitReason.EPT_MISCONFIG &&
+  reason !== ExitReason.TRIPLE_FAULT &&
+  reason !== ExitReason.INTERRUPT_WINDOW
 
 /** A fresh `data` buffer holding what the guest wrote. */
 const exitDataOf = (value: number, size: number): Uint8Array => {

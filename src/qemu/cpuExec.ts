@@ -1,7 +1,7 @@
 import type { FinalRegisters, RunEndReason } from "../events/VmEvent.ts"
 import { readExitData, writeExitData, type KvmRunExit } from "../kernel/api.ts"
 import type { BusAccess } from "./bus.ts"
-import { uartReceive, uartRxRoom, type Uart16550State } from "./devices/uart16550.ts"
+import { uartIrqLevel, uartReceive, uartRxRoom, type Uart16550State } from "./devices/uart16550.ts"
 import { type HostInputDelivery, noHostInput } from "./hostInput.ts"
 import type { Machine } from "./machine.ts"
 
@@ -18,23 +18,40 @@ export interface RunOutcome {
  * for. Returns how the run ended, or undefined to run again.
  */
 export const cpuExecOnce = (machine: Machine): RunOutcome | undefined => {
+  const interrupts = machine.interrupts
+  // QEMU's timers that are due, then kvm_arch_pre_run's injection.
+  interrupts?.advance()
+  interrupts?.beforeRun()
   armKick(machine)
   const exit = machine.vcpu.run()
   switch (exit._tag) {
-    case "KVM_EXIT_IO":
+    case "KVM_EXIT_IO": {
+      const outcome = dispatch(machine, exit)
+      updateSerialIrq(machine)
+      return outcome
+    }
     case "KVM_EXIT_MMIO":
       return dispatch(machine, exit)
     case "KVM_EXIT_HLT":
-      // Nothing can raise an interrupt on this machine yet, so a halted vCPU stays halted.
-      return { reason: "hlt" }
+      // With IF = 0 (or no chips at all) nothing can wake the vCPU: the run is over.
+      return interrupts?.onHlt() === true ? undefined : { reason: "hlt" }
+    case "KVM_EXIT_IRQ_WINDOW_OPEN":
+      // The guest can take an interrupt now: the next pre-run injects it.
+      return undefined
+    case "KVM_EXIT_IOAPIC_EOI":
+      interrupts?.onIoapicEoi(exit.vector)
+      return undefined
     case "KVM_EXIT_SHUTDOWN":
       return { reason: "shutdown", message: "triple fault: the guest could not deliver an exception" }
     case "KVM_EXIT_INTR":
       // Either the instruction limit or a stop for host input (delivered before the next run).
       if (machine.vcpu.instructionsRetired < machine.config.instructionLimit) return undefined
-      return { reason: "instruction-limit", message: `stopped after ${machine.config.instructionLimit} instructions` }
+      return { reason: "instruction-limit", message: `stopped after ${machine.config.instructionLimit} ${machine.vcpu.clock ?? "instructions"}` }
     case "KVM_EXIT_INTERNAL_ERROR":
       return { reason: "internal-error", message: exit.detail }
+    case "KVM_EXIT_DEBUG":
+      // A replay debugger's stop (src/replay/session.ts): it looks at the machine, then runs it on.
+      return undefined
   }
 }
 
@@ -48,19 +65,29 @@ const serialRoom = (machine: Machine): number => {
 
 /**
  * Before each KVM_RUN: deliver host input that is due now, then ask KVM to stop at the
- * next delivery or at the instruction limit, whichever comes first.
+ * next delivery, the next deadline of a timer QEMU hosts, or the instruction limit,
+ * whichever comes first.
  */
 const armKick = (machine: Machine): void => {
   const input = machine.input
-  const limit = machine.config.instructionLimit
+  const limit = Math.min(machine.config.instructionLimit, machine.interrupts?.nextDeadline() ?? Number.POSITIVE_INFINITY)
   if (input === noHostInput) return machine.vcpu.kickAt(limit)
   const now = machine.vcpu.instructionsRetired
   let due = input.nextDelivery(now, serialRoom(machine))
-  while (due !== undefined && due <= now && now < limit) {
+  while (due !== undefined && due <= now && now < machine.config.instructionLimit) {
     deliverHostInput(machine, input.deliver(now, serialRoom(machine)))
     due = input.nextDelivery(now, serialRoom(machine))
   }
   machine.vcpu.kickAt(due === undefined ? limit : Math.min(due, limit))
+}
+
+/** serial0's interrupt output drives IRQ4 (GSI 4), as the ISA serial port's `qemu_set_irq`. */
+const SERIAL_GSI = 4
+const updateSerialIrq = (machine: Machine): void => {
+  const interrupts = machine.interrupts
+  if (interrupts === undefined) return
+  const state = machine.pio.stateOf(SERIAL)
+  if (state._tag === "Right") interrupts.driveLine(SERIAL_GSI, uartIrqLevel(state.right as Uart16550State))
 }
 
 /** The input reaches the device (as QEMU's chardev calls `serial_receive1`) and the log. */
@@ -69,6 +96,7 @@ const deliverHostInput = (machine: Machine, delivery: HostInputDelivery): void =
   const time = machine.vcpu.instructionsRetired
   log.push({ _tag: "HostInput", seq: log.nextSeq, vcpu: machine.vcpu.id, time, source: delivery.source, bytes: delivery.bytes })
   for (const b of delivery.bytes) machine.pio.update(delivery.source, (s: Uart16550State) => uartReceive(s, b))
+  updateSerialIrq(machine)
 }
 
 /** Port I/O loops over `count` in one place, as kvmtool does; MMIO is one access. */
@@ -83,9 +111,16 @@ const dispatch = (
   const size = isIo ? exit.size : exit.len
   const count = isIo ? exit.count : 1
   const write = isIo ? exit.direction === "out" : exit.isWrite
+  const chips = machine.interrupts?.claims(space, address) === true ? machine.interrupts : undefined
   let outcome: RunOutcome | undefined
   for (let i = 0; i < count; i++) {
     const offset = i * size
+    if (chips !== undefined) {
+      // An interrupt or timer chip QEMU hosts: it needs the virtual time, which the buses do not carry.
+      if (write) chips.write(space, address, size, readExitData(exit.data, offset, size))
+      else writeExitData(exit.data, offset, size, chips.read(space, address, size))
+      continue
+    }
     const access = write ? bus.write(address, size, readExitData(exit.data, offset, size)) : bus.read(address, size)
     if (!write) writeExitData(exit.data, offset, size, access.value)
     outcome = afterAccess(machine, access, space, address, size, write) ?? outcome

@@ -9,7 +9,7 @@
  * stop made for input is followed by a delivery, so the stops a recording made are
  * exactly those a replay of its HostInput events makes.
  */
-import type { HostInput } from "../events/VmEvent.ts"
+import type { HostClock, HostInput, HostTsc } from "../events/VmEvent.ts"
 
 export type HostInputSource = HostInput["source"]
 
@@ -26,21 +26,55 @@ export interface HostInputPort {
   nextDelivery(now: number, room: number): number | undefined
   /** Called when `now` has reached the time `nextDelivery` named: what to deliver. */
   deliver(now: number, room: number): HostInputDelivery
+  /** The host's wall clock in seconds since the epoch, when the RTC powers on (logged as HostClock). */
+  wallClock(): number
+  /** The host's time-stamp counter, for RDTSC in real-time mode (logged as HostTsc); absent: no host counter. */
+  hostTsc?(): number
 }
 
-/** A machine with nothing connected to its console. */
+/** What a run takes from the host, in the order it took it: serial bytes and the RTC's wall clock. */
+export type RecordedHostInput = HostInput | HostClock | HostTsc
+
+/**
+ * The wall clock of a host that gives none (tests, a machine with nothing connected):
+ * 2000-01-01 00:00:00 UTC, so that runs without a host are reproducible.
+ */
+export const FIXED_WALL_CLOCK = 946_684_800
+
+/** A machine with nothing connected to its console, and a fixed wall clock. */
 export const noHostInput: HostInputPort = {
   nextDelivery: () => undefined,
   deliver: () => {
     throw new Error("noHostInput has nothing to deliver")
-  }
+  },
+  wallClock: () => FIXED_WALL_CLOCK
 }
 
 /** Replay: the recorded deliveries, each at its recorded time, whatever the device state. */
 export class ScheduledHostInput implements HostInputPort {
   private next = 0
+  private readonly inputs: ReadonlyArray<Pick<HostInput, "time" | "source" | "bytes">>
+  private readonly clocks: ReadonlyArray<number>
+  private nextClock = 0
 
-  constructor(private readonly inputs: ReadonlyArray<Pick<HostInput, "time" | "source" | "bytes">>) {}
+  private readonly tscs: ReadonlyArray<number>
+  private nextTsc = 0
+
+  constructor(recorded: ReadonlyArray<Pick<HostInput, "time" | "source" | "bytes"> | Pick<HostClock, "epochSeconds"> | Pick<HostTsc, "_tag" | "value">>) {
+    this.inputs = recorded.filter((e): e is Pick<HostInput, "time" | "source" | "bytes"> => !("epochSeconds" in e) && !("value" in e))
+    this.clocks = recorded.flatMap((e) => ("epochSeconds" in e ? [e.epochSeconds] : []))
+    this.tscs = recorded.flatMap((e) => ("value" in e ? [e.value] : []))
+  }
+
+  /** The recorded readings in order; past them, 0 (and replay shows the difference). */
+  hostTsc(): number {
+    return this.tscs[this.nextTsc++] ?? 0
+  }
+
+  /** The recorded reading; a run that reads more than were recorded gets the fixed clock (and replay shows the difference). */
+  wallClock(): number {
+    return this.clocks[this.nextClock++] ?? FIXED_WALL_CLOCK
+  }
 
   nextDelivery(): number | undefined {
     return this.inputs[this.next]?.time
@@ -67,6 +101,12 @@ export const HOST_INPUT_QUANTUM = 1024
  * order of pushes and the virtual times at which they happened; both end up recorded.
  */
 export class QueuedHostInput implements HostInputPort {
+  /** `wallClock` and `hostTsc` are the host's clocks, given by the edge (nothing here reads the host). */
+  constructor(
+    readonly wallClock: () => number = () => FIXED_WALL_CLOCK,
+    readonly hostTsc?: () => number
+  ) {}
+
   private queue: number[] = []
   private head = 0
   /** The boundary chosen for the queued bytes; kept until they are delivered. */

@@ -2,8 +2,8 @@ import * as Either from "effect/Either"
 import * as ParseResult from "effect/ParseResult"
 import * as Schema from "effect/Schema"
 import { EventLog } from "../events/EventLog.ts"
-import { MachineConfig } from "../events/MachineConfig.ts"
-import type { KvmSegment, KvmSregs, KvmVcpuApi, KvmVmApi } from "../kernel/api.ts"
+import { defaultIrqchip, MachineConfig } from "../events/MachineConfig.ts"
+import { hasHostTsc, hasIrqchipVcpu, hasIrqchipVm, type KvmSegment, type KvmSregs, type KvmVcpuApi, type KvmVmApi } from "../kernel/api.ts"
 import { createVm } from "../kernel/kvm.ts"
 import { Bus, type BusInsertError } from "./bus.ts"
 import { qemu32CpuidTable } from "./cpuid.ts"
@@ -13,6 +13,7 @@ import { DEBUG_EXIT_BASE, DEBUG_EXIT_IO_SIZE, isaDebugExit } from "./devices/isa
 import { COM1_BASE, UART_IO_SIZE, uart16550 } from "./devices/uart16550.ts"
 import { MachineSetupError } from "./errors.ts"
 import { type HostInputPort, noHostInput } from "./hostInput.ts"
+import { QemuInterrupts } from "./interrupts.ts"
 
 const MiB = 1 << 20
 
@@ -29,10 +30,16 @@ export interface Machine {
   readonly mmio: Bus
   /** Where host input (the serial console) comes from: live, replayed, or nothing. */
   readonly input: HostInputPort
+  /** The interrupt chips QEMU hosts in the config's irqchip mode; undefined on a kernel without the irqchip ioctls. */
+  readonly interrupts: QemuInterrupts | undefined
 }
 
-/** Creates the VM through the KVM-shaped API, as QEMU's `kvm_init` + machine init do. */
-export type KernelFactory = (log: EventLog) => KvmVmApi
+/**
+ * Creates the VM through the KVM-shaped API, as QEMU's `kvm_init` + machine init do.
+ * `allocateRam` is where guest RAM comes from (QEMU's RAM backend): a kernel that maps
+ * it into a real guest needs host memory it can map; the default is a plain array.
+ */
+export type KernelFactory = ((log: EventLog) => KvmVmApi) & { readonly allocateRam?: (bytes: number) => Uint8Array }
 
 interface IsaDevice {
   readonly name: string
@@ -121,19 +128,35 @@ export const createMachine = (
     const config = yield* validate(input, image)
     const log = new EventLog()
     const vm = kernel(log)
-    const ram = new Uint8Array(config.memoryMiB * MiB)
+    const ram = kernel.allocateRam?.(config.memoryMiB * MiB) ?? new Uint8Array(config.memoryMiB * MiB)
     ram.set(image, config.loadAddress)
-    vm.setUserMemoryRegion({ slot: 0, guestPhysAddr: 0, memory: ram })
+    // Dirty logging lets a recording checkpoint only the pages written since the last checkpoint.
+    vm.setUserMemoryRegion({ slot: 0, guestPhysAddr: 0, memory: ram, logDirtyPages: true })
 
     const pio = new Bus({ unassignedRead: "ones", limit: 0x10000 })
     for (const d of isaDevices) yield* Either.mapLeft(pio.insert(d.base, d.size, d.name, d.device), busError)
     const mmio = new Bus({ unassignedRead: "zeros", limit: 2 ** 32 })
 
+    // As QEMU's kvm_irqchip_create (kernel_irqchip=on|split|off), before any vCPU.
+    const irqchip = config.irqchip ?? defaultIrqchip
+    const shift = config.icountShift ?? 0
+    const chips = hasIrqchipVm(vm)
+    if (chips) {
+      vm.setIcountShift(shift)
+      if (irqchip === "kernel") {
+        vm.createIrqchip()
+        vm.createPit2()
+      } else if (irqchip === "split") vm.enableSplitIrqchip()
+    }
     const vcpu = vm.createVcpu(0)
+    const interrupts = chips && hasIrqchipVcpu(vcpu) ? new QemuInterrupts(irqchip, shift, log, vm, vcpu, hostInput) : undefined
     vcpu.setCpuid(qemu32CpuidTable)
     vcpu.setSregs(initialSregs(vcpu.getSregs(), config.mode))
     // The stack starts just below the image, growing down.
     vcpu.setRegs({ rax: 0, rbx: 0, rcx: 0, rdx: 0, rsi: 0, rdi: 0, rbp: 0, rsp: config.loadAddress, rip: config.entry, rflags: 0x2 })
     vcpu.kickAt(config.instructionLimit)
-    return { config, log, vm, vcpu, ram, pio, mmio, input: hostInput }
+    // Real-time RDTSC reads the host's counter, which only the host-input service may read.
+    const hostTsc = hostInput.hostTsc?.bind(hostInput)
+    if (config.tsc === "realtime" && hostTsc !== undefined && hasHostTsc(vcpu)) vcpu.setHostTsc(hostTsc)
+    return { config, log, vm, vcpu, ram, pio, mmio, input: hostInput, interrupts }
   })

@@ -3,28 +3,65 @@ import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Stream from "effect/Stream"
 import type { MachineConfig } from "../events/MachineConfig.ts"
+import type { Checkpoint } from "../events/trace/schema.ts"
 import type { VmEvent } from "../events/VmEvent.ts"
 import { cpuExecOnce, logRunEnd } from "./cpuExec.ts"
 import type { MachineSetupError } from "./errors.ts"
 import type { HostInputPort } from "./hostInput.ts"
 import { createMachine, type KernelFactory, type Machine } from "./machine.ts"
+import { isStateful, saveVmState } from "./vmstate.ts"
 
 /** Events per stream chunk: big enough to amortise the stream, small enough to show progress. */
 export const CHUNK_EVENTS = 4096
 
+/** Instructions between checkpoints when recording: a seek replays at most about this many. */
+export const defaultCheckpointEvery = 20_000
+
 /**
- * Runs the vCPU loop until the log holds a chunk's worth of events or the run ends.
- * Plain synchronous code: the Effect stream only sees whole chunks.
+ * Checkpoints while recording: at the first return to userspace at or after every
+ * multiple of `every` instructions (a vCPU is saved between two KVM_RUNs, as QEMU does).
  */
-const runChunk = (machine: Machine): { readonly events: VmEvent[]; readonly done: boolean } => {
+class Checkpointer {
+  private next: number
+
+  constructor(private readonly every: number) {
+    this.next = every
+  }
+
+  due(machine: Machine): boolean {
+    return machine.vcpu.instructionsRetired >= this.next
+  }
+
+  take(machine: Machine): Checkpoint | undefined {
+    const time = machine.vcpu.instructionsRetired
+    this.next = (Math.floor(time / this.every) + 1) * this.every
+    if (!isStateful(machine)) return undefined
+    return { kind: "checkpoint", seq: machine.log.nextSeq, time, sections: saveVmState(machine) }
+  }
+}
+
+/** A stream element of a recording: a checkpoint taken before `events`, if one was due. */
+export interface RecordedChunk {
+  readonly checkpoint: Checkpoint | undefined
+  readonly events: VmEvent[]
+}
+
+/**
+ * Runs the vCPU loop until the log holds a chunk's worth of events, a checkpoint is
+ * due, or the run ends. Plain synchronous code: the Effect stream only sees whole chunks.
+ */
+const runChunk = (machine: Machine, checkpointer: Checkpointer | undefined): RecordedChunk & { readonly done: boolean } => {
+  // The log is empty here: a checkpoint sits between the chunk before and this one.
+  const checkpoint = checkpointer?.due(machine) === true ? checkpointer.take(machine) : undefined
   while (machine.log.pending < CHUNK_EVENTS) {
     const outcome = cpuExecOnce(machine)
     if (outcome !== undefined) {
       logRunEnd(machine, outcome)
-      return { events: machine.log.drain(), done: true }
+      return { checkpoint, events: machine.log.drain(), done: true }
     }
+    if (checkpointer?.due(machine) === true) break
   }
-  return { events: machine.log.drain(), done: false }
+  return { checkpoint, events: machine.log.drain(), done: false }
 }
 
 export interface RunOptions {
@@ -36,6 +73,8 @@ export interface RunOptions {
    * loop hand it what arrived (the vCPU loop itself never waits for the host).
    */
   readonly betweenChunks?: Effect.Effect<void>
+  /** Take a checkpoint every this many instructions (recordMachine only). */
+  readonly checkpointEvery?: number
 }
 
 /**
@@ -52,13 +91,40 @@ export const runMachine = (
       Effect.suspend(() => createMachine(config, image, options.kernel, options.input)),
       (machine) => {
         const chunk = () => {
-          const { events, done } = runChunk(machine)
+          const { events, done } = runChunk(machine, undefined)
           return [Chunk.unsafeFromArray(events), done ? Option.none() : Option.some(undefined)] as const
         }
         const pause = options.betweenChunks
         return pause === undefined
           ? Stream.paginateChunk(undefined, chunk)
           : Stream.paginateChunkEffect(undefined, () => Effect.zipRight(pause, Effect.sync(chunk)))
+      }
+    )
+  )
+
+/**
+ * A run for recording: one element per chunk of events, each with the checkpoint taken
+ * just before it when one was due (`options.checkpointEvery`). The events are exactly
+ * those `runMachine` gives: taking a checkpoint reads state and changes nothing.
+ */
+export const recordMachine = (
+  config: MachineConfig,
+  image: Uint8Array,
+  options: RunOptions = {}
+): Stream.Stream<RecordedChunk, MachineSetupError> =>
+  Stream.unwrap(
+    Effect.map(
+      Effect.suspend(() => createMachine(config, image, options.kernel, options.input)),
+      (machine) => {
+        const checkpointer = options.checkpointEvery === undefined ? undefined : new Checkpointer(options.checkpointEvery)
+        const chunk = () => {
+          const { checkpoint, events, done } = runChunk(machine, checkpointer)
+          return [{ checkpoint, events }, done ? Option.none() : Option.some(undefined)] as const
+        }
+        const pause = options.betweenChunks
+        return pause === undefined
+          ? Stream.paginate(undefined, chunk)
+          : Stream.paginateEffect(undefined, () => Effect.zipRight(pause, Effect.sync(chunk)))
       }
     )
   )

@@ -7,7 +7,8 @@ import { eventsEqual } from "../events/trace/equality.ts"
 import { openTrace } from "../events/trace/reader.ts"
 import type { TraceHeader } from "../events/trace/schema.ts"
 import type { VmEvent, VmEventTag } from "../events/VmEvent.ts"
-import { CONTEXT_EVENTS, contextLines } from "./replay.ts"
+import { CONTEXT_EVENTS, contextLines, type MachinePoint, pointLines } from "./divergence.ts"
+import { openReplaySession, type ReplaySession } from "./session.ts"
 
 /** The first event where two traces part, in the form of a replay divergence. */
 export interface FirstDifference {
@@ -16,6 +17,8 @@ export interface FirstDifference {
   readonly b: VmEvent | undefined
   /** The last events before it (the same on both sides), oldest first. */
   readonly context: ReadonlyArray<VmEvent>
+  /** Each run's machine where they part, when both traces can be replayed there. */
+  readonly point?: { readonly a: MachinePoint; readonly b: MachinePoint }
 }
 
 export interface DiffReport {
@@ -35,18 +38,23 @@ export class TracesDiffer extends Data.TaggedError("TracesDiffer")<FirstDifferen
   }
 
   get details(): ReadonlyArray<string> {
-    return contextLines(this.context)
+    const point = this.point
+    const at = point === undefined ? [] : pointLines(["A", "B"], point.a, point.b)
+    return [...at, ...contextLines(this.context)]
   }
 }
 
 /** Kinds in the order a run meets them; kinds not listed follow in the order found. */
 const kindOrder: ReadonlyArray<VmEventTag> = [
-  "VmEntry", "VmExit", "PageFault", "Pio", "Mmio", "UserspaceExit", "DeviceOutput", "HostInput", "Unassigned", "RunEnd"
+  "VmEntry", "VmExit", "PageFault", "Pio", "Mmio", "UserspaceExit", "DeviceOutput", "HostInput", "Unassigned", "RunEnd", "Tracepoint"
 ]
 
 const headerDifferences = (a: TraceHeader, b: TraceHeader): string[] => {
   const out: string[] = []
   if (a.imageSha256 !== b.imageSha256) out.push("the guest images differ")
+  const backendA = a.backend ?? "model"
+  const backendB = b.backend ?? "model"
+  if (backendA !== backendB) out.push(`they were recorded on different backends (A ${backendA}, B ${backendB})`)
   const keys = Object.keys(a.config) as Array<keyof TraceHeader["config"]>
   const changed = keys.filter((k) => a.config[k] !== b.config[k])
   if (changed.length > 0) out.push(`the machine configs differ (${changed.join(", ")})`)
@@ -91,6 +99,7 @@ export const diffTraces = (pathA: string, pathB: string): Effect.Effect<DiffRepo
         .map((kind) => ({ kind, a: countA.get(kind) ?? 0, b: countB.get(kind) ?? 0 }))
         .filter((row) => row.a > 0 || row.b > 0)
       const sum = (m: Map<string, number>) => [...m.values()].reduce((n, c) => n + c, 0)
+      if (first !== undefined) first = { ...first, ...(yield* pointOf(pathA, pathB, first)) }
       return { first, counts, totalA: sum(countA), totalB: sum(countB), headerDifferences: headerDifferences(a.header, b.header) }
     })
   )
@@ -103,4 +112,24 @@ export const formatCounts = (report: DiffReport): string => {
     ...report.counts.map((r) => row(r.kind, r.a, r.b)),
     row("total", report.totalA, report.totalB)
   ].map((line) => `${line}\n`).join("")
+}
+
+/**
+ * Both runs at the time the first difference happens at (the earlier side's), replayed
+ * from their traces; nothing when either cannot be (a trace from real KVM, a cut trace
+ * that ends before it …): the events still say where they part.
+ */
+const pointOf = (pathA: string, pathB: string, first: FirstDifference): Effect.Effect<Pick<FirstDifference, "point">> => {
+  const time = Math.min(first.a?.time ?? Number.POSITIVE_INFINITY, first.b?.time ?? Number.POSITIVE_INFINITY)
+  const at = (session: ReplaySession) => {
+    session.seekTime(Math.min(time, session.endTime))
+    return session.machinePoint()
+  }
+  return Effect.scoped(
+    Effect.gen(function* () {
+      const a = yield* openReplaySession(pathA)
+      const b = yield* openReplaySession(pathB)
+      return yield* Effect.try(() => ({ point: { a: at(a), b: at(b) } }))
+    })
+  ).pipe(Effect.orElseSucceed(() => ({})))
 }

@@ -1,7 +1,8 @@
 /**
  * The one way host input enters a run: the `HostInput` service. A run takes its input
- * port from it; the live layer connects stdin, the replay layer plays back recorded
- * HostInput events and never touches the host, the empty layer connects nothing.
+ * port from it; the live layer connects stdin and the host's wall clock (the RTC's
+ * time), the replay layer plays back recorded HostInput and HostClock events and never
+ * touches the host, the empty layer connects nothing and gives a fixed wall clock.
  */
 import * as fs from "node:fs"
 import * as Context from "effect/Context"
@@ -9,10 +10,11 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Stream from "effect/Stream"
 import type { MachineConfig } from "../events/MachineConfig.ts"
-import type { HostInput as HostInputEvent, VmEvent } from "../events/VmEvent.ts"
-import { type HostInputPort, noHostInput, QueuedHostInput, ScheduledHostInput } from "../qemu/hostInput.ts"
+import type { VmEvent } from "../events/VmEvent.ts"
+import { type HostInputPort, noHostInput, QueuedHostInput, type RecordedHostInput, ScheduledHostInput } from "../qemu/hostInput.ts"
 import type { MachineSetupError } from "../qemu/errors.ts"
-import { runMachine } from "../qemu/runMachine.ts"
+import type { KernelFactory } from "../qemu/machine.ts"
+import { type RecordedChunk, recordMachine, runMachine } from "../qemu/runMachine.ts"
 
 export interface HostInputService {
   /** What the vCPU loop asks, synchronously, before each KVM_RUN. One run per layer build. */
@@ -23,11 +25,20 @@ export interface HostInputService {
 
 export class HostInput extends Context.Tag("vmrr/HostInput")<HostInput, HostInputService>() {}
 
-/** Nothing is connected: the guest reads an idle line. */
+/** The host's wall clock, whole seconds since the epoch: read here, at the edge, and recorded as HostClock. */
+const hostWallClock = (): number => Math.floor(Date.now() / 1000)
+
+/**
+ * The host's counter for RDTSC in real-time mode: its monotonic clock in nanoseconds
+ * (Node has no TSC), read here, at the edge, and recorded as HostTsc.
+ */
+const hostCounter = (): number => Number(process.hrtime.bigint() % 2n ** 52n)
+
+/** Nothing is connected: the guest reads an idle line (and the RTC a fixed time). */
 export const HostInputNone: Layer.Layer<HostInput> = Layer.succeed(HostInput, { port: noHostInput, betweenChunks: Effect.void })
 
-/** Replay: each recorded input at its recorded virtual time. */
-export const hostInputReplay = (inputs: ReadonlyArray<HostInputEvent>): Layer.Layer<HostInput> =>
+/** Replay: each recorded input at its recorded virtual time, and the recorded wall clock. */
+export const hostInputReplay = (inputs: ReadonlyArray<RecordedHostInput>): Layer.Layer<HostInput> =>
   Layer.sync(HostInput, () => ({ port: new ScheduledHostInput(inputs), betweenChunks: Effect.void }))
 
 /** The part of a Node readable stream (process.stdin) the live layer uses. */
@@ -61,7 +72,7 @@ export const hostInputLive = (stream: InputStream, onInterrupt: () => void): Lay
   Layer.scoped(
     HostInput,
     Effect.gen(function* () {
-      const port = new QueuedHostInput()
+      const port = new QueuedHostInput(hostWallClock, hostCounter)
       let open = true
       const onData = (data: Buffer | string) => {
         let bytes = typeof data === "string" ? Buffer.from(data) : data
@@ -111,22 +122,36 @@ export const stdinIsInteractive = (): boolean => {
 /** `vmrr run`'s input: stdin when it is a terminal or a pipe, otherwise nothing. */
 export const HostInputStdin: Layer.Layer<HostInput> = Layer.unwrapEffect(
   Effect.sync(() =>
-    stdinIsInteractive() ? hostInputLive(process.stdin, () => process.kill(process.pid, "SIGINT")) : HostInputNone
+    stdinIsInteractive()
+      ? hostInputLive(process.stdin, () => process.kill(process.pid, "SIGINT"))
+      : Layer.succeed(HostInput, { port: { ...noHostInput, wallClock: hostWallClock, hostTsc: hostCounter }, betweenChunks: Effect.void })
   )
 )
 
-/** A run whose host input comes from the HostInput service. */
+/** A run whose host input comes from the HostInput service, on the model or another kernel. */
 export const runWithHostInput = (
   config: MachineConfig,
-  image: Uint8Array
+  image: Uint8Array,
+  kernel?: KernelFactory
 ): Stream.Stream<VmEvent, MachineSetupError, HostInput> =>
-  Stream.unwrap(Effect.map(HostInput, (input) => runMachine(config, image, { input: input.port, betweenChunks: input.betweenChunks })))
+  Stream.unwrap(Effect.map(HostInput, (input) => runMachine(config, image, { kernel, input: input.port, betweenChunks: input.betweenChunks })))
 
-export const isHostInput = (e: VmEvent): e is HostInputEvent => e._tag === "HostInput"
+/** The same run for recording: chunks of events with a checkpoint every `checkpointEvery` instructions. */
+export const recordWithHostInput = (
+  config: MachineConfig,
+  image: Uint8Array,
+  checkpointEvery: number | undefined,
+  kernel?: KernelFactory
+): Stream.Stream<RecordedChunk, MachineSetupError, HostInput> =>
+  Stream.unwrap(Effect.map(HostInput, (input) =>
+    recordMachine(config, image, { kernel, input: input.port, betweenChunks: input.betweenChunks, checkpointEvery })))
+
+/** Serial input and the RTC's wall clock: what a replay feeds back. */
+export const isHostInput = (e: VmEvent): e is RecordedHostInput => e._tag === "HostInput" || e._tag === "HostClock" || e._tag === "HostTsc"
 
 /** The HostInput events of a recording, in order: what a replay feeds back. */
-export const recordedInputs = (events: Iterable<VmEvent>): HostInputEvent[] => {
-  const out: HostInputEvent[] = []
+export const recordedInputs = (events: Iterable<VmEvent>): RecordedHostInput[] => {
+  const out: RecordedHostInput[] = []
   for (const e of events) if (isHostInput(e)) out.push(e)
   return out
 }

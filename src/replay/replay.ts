@@ -1,44 +1,21 @@
-import * as Chunk from "effect/Chunk"
 import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"
 import * as Stream from "effect/Stream"
-import type { HostInput as HostInputEvent, VmEvent } from "../events/VmEvent.ts"
+import type { VmEvent } from "../events/VmEvent.ts"
+import type { RecordedHostInput } from "../qemu/hostInput.ts"
 import { eventsEqual } from "../events/trace/equality.ts"
 import type { TraceCorrupt, TraceError } from "../events/trace/errors.ts"
 import type { TraceHeader } from "../events/trace/schema.ts"
 import { openTrace } from "../events/trace/reader.ts"
 import type { MachineSetupError } from "../qemu/errors.ts"
-import { describeEvent } from "../events/describe.ts"
+import { openSeekableTrace } from "../events/trace/traceIndex.ts"
+import { CONTEXT_EVENTS, ReplayDivergence } from "./divergence.ts"
+import { withDivergencePoint } from "./divergencePoint.ts"
 import { hostInputReplay, isHostInput, runWithHostInput } from "./hostInput.ts"
+import { modelOnKvmClock } from "./kvmClock.ts"
+import { isUserspaceVisible, UserspaceComparison } from "./userspaceView.ts"
 
-/** Recorded events shown before a divergence. */
-export const CONTEXT_EVENTS = 5
-
-/** Re-execution produced something other than what was recorded. */
-export class ReplayDivergence extends Data.TaggedError("ReplayDivergence")<{
-  /** Index of the first differing event (= events verified before it). */
-  readonly index: number
-  readonly expected: VmEvent | undefined
-  readonly actual: VmEvent | undefined
-  /** The last recorded events before the difference, oldest first. */
-  readonly context: ReadonlyArray<VmEvent>
-}> {
-  override get message(): string {
-    const show = (e: VmEvent | undefined) => (e === undefined ? "(end of run)" : describeEvent(e))
-    return `replay diverged at event #${this.index}: recorded ${show(this.expected)}, replay produced ${show(this.actual)}`
-  }
-
-  /** Lines the CLI prints after the message: what the guest did just before. */
-  get details(): ReadonlyArray<string> {
-    return contextLines(this.context)
-  }
-}
-
-/** The events before a difference, one `describeEvent` line each, under a heading. */
-export const contextLines = (context: ReadonlyArray<VmEvent>): ReadonlyArray<string> =>
-  context.length === 0
-    ? ["  (no events before it)"]
-    : [`  the ${context.length} events before it:`, ...context.map((e) => `    ${describeEvent(e)}`)]
+export { CONTEXT_EVENTS, contextLines, ReplayDivergence } from "./divergence.ts"
 
 /** The trace is damaged; everything before the damage was verified. */
 export class ReplayTraceDamaged extends Data.TaggedError("ReplayTraceDamaged")<{
@@ -63,40 +40,67 @@ export type ReplayError = TraceError | MachineSetupError | ReplayDivergence | Re
  */
 export const replayTrace = (path: string): Effect.Effect<ReplayReport, ReplayError> =>
   Effect.flatMap(traceInputs(path), (inputs) =>
-    Effect.scoped(Effect.flatMap(openTrace(path), (trace) => replayEvents(trace.header, trace.events, inputs))))
+    Effect.scoped(Effect.flatMap(openTrace(path), (trace) => replayEvents(trace.header, trace.events, inputs)))).pipe(
+    Effect.catchTag("ReplayDivergence", (d) => Effect.flip(locateDivergence(path, d)))
+  )
+
+/** The divergence with the machine at its point (registers, instruction), when the trace can be seeked. */
+const locateDivergence = (path: string, d: ReplayDivergence): Effect.Effect<ReplayDivergence> =>
+  Effect.scoped(Effect.map(openSeekableTrace(path), (trace) => withDivergencePoint(trace, d))).pipe(
+    Effect.orElseSucceed(() => d)
+  )
 
 /**
- * A first pass over the trace for its host inputs: the machine needs each before it
- * reaches its time, ahead of the comparison. Damage is left for the second pass to report.
+ * The trace's host inputs, ahead of the comparison: the machine needs each before it
+ * reaches its time. The index says which events they are, so only their chunks are
+ * read; damage is left for the replay to report (the inputs before it are enough).
  */
-const traceInputs = (path: string): Effect.Effect<HostInputEvent[], TraceError> =>
+const traceInputs = (path: string): Effect.Effect<RecordedHostInput[], TraceError> =>
   Effect.scoped(
-    Effect.flatMap(openTrace(path), (trace) =>
-      Stream.runCollect(Stream.filter(Stream.catchAll(trace.events, () => Stream.empty), isHostInput)).pipe(
-        Effect.map(Chunk.toArray)
-      ))
+    Effect.flatMap(openSeekableTrace(path), (trace) =>
+      Effect.sync(() => {
+        const inputs: RecordedHostInput[] = []
+        try {
+          for (const seq of trace.index.inputSeqs) {
+            const i = trace.chunkOfEvent(seq)
+            const event = trace.chunk(i)[seq - trace.index.chunkSeqs[i]!]
+            if (event !== undefined && isHostInput(event)) inputs.push(event)
+          }
+        } catch {
+          // A damaged chunk: the replay stops there with the damage, after the inputs read so far.
+        }
+        return inputs
+      }))
   )
 
 /**
  * Replays a recording given its header and its events, from a file or from memory.
  * `inputs` are the recording's HostInput events (from memory: `recordedInputs(events)`);
  * they are fed back at their recorded times and nothing is read from the host.
+ *
+ * A trace recorded on the real /dev/kvm is re-executed on the model, kept on KVM's clock
+ * (kvmClock.ts: its limit and host-input times count KVM_RUN calls), and checked on what
+ * userspace saw (userspaceView.ts): the model against the machine.
  */
 export const replayEvents = (
-  header: Pick<TraceHeader, "config" | "image">,
+  header: Pick<TraceHeader, "config" | "image" | "backend">,
   recorded: Stream.Stream<VmEvent, TraceError>,
-  inputs: ReadonlyArray<HostInputEvent> = []
+  inputs: ReadonlyArray<RecordedHostInput> = []
 ): Effect.Effect<ReplayReport, ReplayError> =>
-  Effect.suspend(() => {
+  Effect.suspend((): Effect.Effect<ReplayReport, ReplayError> => {
+    const onKvm = header.backend === "kvm"
+    const comparison = new UserspaceComparison()
+    const same = onKvm ? (a: VmEvent, b: VmEvent) => comparison.equal(a, b) : eventsEqual
+    const view = (s: Stream.Stream<VmEvent, TraceError | MachineSetupError>) => (onKvm ? Stream.filter(s, isUserspaceVisible) : s)
     const context: VmEvent[] = []
     let verified = 0
-    const compared = Stream.zipAll(recorded, {
-      other: Stream.provideLayer(runWithHostInput(header.config, header.image), hostInputReplay(inputs)),
+    const compared = Stream.zipAll(view(recorded), {
+      other: view(Stream.provideLayer(runWithHostInput(header.config, header.image, onKvm ? modelOnKvmClock : undefined), hostInputReplay(inputs))),
       defaultSelf: undefined as VmEvent | undefined,
       defaultOther: undefined as VmEvent | undefined
     })
     return Stream.runForEach(compared, ([expected, actual]) => {
-      if (expected !== undefined && actual !== undefined && eventsEqual(expected, actual)) {
+      if (expected !== undefined && actual !== undefined && same(expected, actual)) {
         verified++
         context.push(expected)
         if (context.length > CONTEXT_EVENTS) context.shift()

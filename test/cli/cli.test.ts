@@ -59,7 +59,7 @@ describe("vmrr run", () => {
       [["run", "guests/no-such-image.bin"], /^vmrr: Path 'guests\/no-such-image.bin' must exist$/],
       [["run", "guests/hello.bin", "--mem", "0"], /^vmrr: --mem: expected an integer from 1 to 3072, got 0$/],
       [["run", "guests/hello.bin", "--mode", "pm64"], /^vmrr: .*real, pm32$/],
-      [["frobnicate"], /^vmrr: .*'run', 'replay', 'dump', 'diff'$/]
+      [["frobnicate"], /^vmrr: .*'run', 'replay', 'dump', 'diff', 'conform'/]
     ]
     for (const [args, message] of usage) {
       const r = await vmrr(...args)
@@ -130,11 +130,15 @@ describe("vmrr run --record, replay, dump", () => {
     const r = await vmrr("replay", path)
     expect(r.status).toBe(1)
     expect(r.stdout).toBe("")
-    const [first, heading, ...context] = r.stderr.trimEnd().split("\n")
+    const [first, at, registers, differences, heading, ...context] = r.stderr.trimEnd().split("\n")
     expect(first).toBe(
       `vmrr: replay diverged at event #${index}: recorded #${index} t=6 vcpu0 kvm_pio out port 0x00e9 size 1 count 1 val 0x58, ` +
         `replay produced #${index} t=6 vcpu0 kvm_pio out port 0x00e9 size 1 count 1 val 0x48`
     )
+    // Where the replaying machine is: the instruction, its registers, what differs from the recording.
+    expect(at).toMatch(/^ {2}at t=6 the replay is about to execute 0x[0-9a-f]+: rep outsb %ds:\(%esi\),\(%dx\)$/)
+    expect(registers).toMatch(/^ {2}registers of the replay: eax=0x[0-9a-f]+ .* cr3=0x0$/)
+    expect(differences).toMatch(/^ {2}no register differs between the recording and the replay/)
     // The last recorded events before the difference, as `vmrr dump` words them.
     expect(heading).toBe(`  the 5 events before it:`)
     expect(context).toEqual(events.slice(index - 5, index).map((e) => `    ${describeEvent(e)}`))
@@ -192,7 +196,7 @@ describe("host input on the serial console", () => {
     const lines = r.stderr.trimEnd().split("\n")
     const stop = index - 1
     expect(lines[0]).toMatch(new RegExp(`^vmrr: replay diverged at event #${stop}: recorded #${stop} t=\\d+ vcpu0 kvm_userspace_exit KVM_EXIT_INTR .*, replay produced #${stop} `))
-    expect(lines.slice(2)).toEqual(events.slice(stop - 5, stop).map((e) => `    ${describeEvent(e)}`))
+    expect(lines.slice(lines.indexOf("  the 5 events before it:") + 1)).toEqual(events.slice(stop - 5, stop).map((e) => `    ${describeEvent(e)}`))
   })
 })
 
@@ -222,7 +226,8 @@ describe("vmrr diff", () => {
     const lines = r.stderr.trimEnd().split("\n")
     expect(lines[0]).toMatch(/^vmrr: traces differ at event #(\d+): A has #\1 .* host input serial0 "abc\\n", B has #\1 .* host input serial0 "abd\\n"$/)
     const index = Number(/#(\d+)/.exec(lines[0])![1])
-    expect(lines.slice(2)).toEqual(events.slice(index - 5, index).map((e) => `    ${describeEvent(e)}`))
+    expect(lines[1]).toMatch(/^ {2}at t=\d+ B is about to execute 0x[0-9a-f]+: /)
+    expect(lines.slice(lines.indexOf("  the 5 events before it:") + 1)).toEqual(events.slice(index - 5, index).map((e) => `    ${describeEvent(e)}`))
     expect(r.stdout).toMatch(/^HostInput +1 +1$/m)
     expect(r.stdout).toMatch(/^total +\d+ +\d+$/m)
 

@@ -73,6 +73,6 @@ describe.skipIf(!kvmState.usable)("the model against /dev/kvm", () => {
         await new Promise((resolve) => setImmediate(resolve))
       }
       expect(t.cases).toBeGreaterThanOrEqual(runs)
-    }, 30_000 + runs * 20)
+    }, 30_000 + runs * 60)
   }
 })

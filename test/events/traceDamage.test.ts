@@ -147,7 +147,7 @@ describe("a damaged trace", () => {
 describe("not a trace", () => {
   it("an empty file", () => {
     const decoded = decodeTrace(new Uint8Array(0))
-    expect(decoded).toEqual({ chunks: [], error: expect.any(TraceCorrupt) })
+    expect(decoded).toEqual({ chunks: [], checkpoints: [], error: expect.any(TraceCorrupt) })
     expect(decoded.error?.message).toBe("empty file: not a vmrr trace")
     expect(decoded.error?.frame).toBeUndefined()
   })
@@ -189,8 +189,9 @@ describe("frames that are intact but wrong", () => {
   })
 
   it("an unknown kind, a future format version, a wrong image hash", () => {
-    expect(decodeTrace(rawTrace(headerPayload, { kind: "checkpoint" })).error?.message).toMatch(/^frame 1 at byte \d+: not a vmrr frame \(kind "checkpoint"\)$/)
-    expect(decodeTrace(rawTrace({ ...headerPayload, formatVersion: 2 })).error?.message).toBe("frame 0 at byte 8: format version 2 is not one this vmrr reads (1)")
+    expect(decodeTrace(rawTrace(headerPayload, { kind: "snapshot" })).error?.message).toMatch(/^frame 1 at byte \d+: not a vmrr frame \(kind "snapshot"\)$/)
+    expect(decodeTrace(rawTrace({ ...headerPayload, formatVersion: 3 })).error?.message).toBe(`trace format version 3, this vmrr reads 2; it was written by ${headerPayload.producer}`)
+    expect(decodeTrace(rawTrace({ ...headerPayload, formatVersion: 1, producer: "vmrr 0.1.0" })).error?.message).toBe("trace format version 1, this vmrr reads 2; it was written by vmrr 0.1.0")
     expect(decodeTrace(rawTrace({ ...headerPayload, imageSha256: "0".repeat(64) })).error?.message).toMatch(/^frame 0 at byte 8: image hash mismatch/)
   })
 

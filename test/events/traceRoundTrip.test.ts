@@ -55,7 +55,10 @@ describe("trace encode/decode", () => {
         expect(decoded.header?.imageSha256).toBe(sha256Hex(image))
         expect(decoded.header?.producer).toMatch(/^vmrr \d+\.\d+\.\d+/)
         expect(decoded.chunks).toEqual([])
-        expect(decoded.end).toEqual({ kind: "end", eventCount: 0, chunkOffsets: [] })
+        expect(decoded.end).toEqual({
+          kind: "end", eventCount: 0, chunkOffsets: [], chunkSeqs: [], chunkTimes: [],
+          checkpointOffsets: [], checkpointSeqs: [], checkpointTimes: [], inputSeqs: []
+        })
       }),
       { numRuns: 100 }
     )

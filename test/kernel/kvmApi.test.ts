@@ -50,6 +50,16 @@ describe("the KVM-shaped API", () => {
     expect(vcpu.instructionsRetired).toBe(3)
   })
 
+  it("RDMSR of an MSR KVM does not emulate: MSR_READ handled in the kernel, #GP(0) injected at the entry", () => {
+    // mov ecx, 0x12345; rdmsr — with no IDT the #GP becomes a double and then a triple fault.
+    const { vcpu, log } = boot([0xb9, 0x45, 0x23, 0x01, 0x00, 0x0f, 0x32])
+    expect(vcpu.run()._tag).toBe("KVM_EXIT_SHUTDOWN")
+    const events = log.drain()
+    const at = events.findIndex((e) => e._tag === "VmExit" && e.reason === ExitReason.MSR_READ)
+    expect(tags(events).slice(at, at + 3)).toEqual(["VmExit", "InjException", "VmEntry"])
+    expect(events[at + 1]).toMatchObject({ vector: 13, errorCode: 0 })
+  })
+
   it("IN completes on the next KVM_RUN with the data userspace put in kvm_run", () => {
     // mov dx, 0x3fd; in al, dx; hlt
     const { vcpu, log } = boot([0x66, 0xba, 0xfd, 0x03, 0xec, 0xf4])

@@ -41,7 +41,8 @@ const scriptedLive = (script: ReadonlyArray<{ at: number; bytes: Uint8Array }>):
       while (pending.length > 0 && pending[0]!.at <= now) live.push(pending.shift()!.bytes)
       return live.nextDelivery(now, room)
     },
-    deliver: (now, room) => live.deliver(now, room)
+    deliver: (now, room) => live.deliver(now, room),
+    wallClock: () => live.wallClock()
   }
 }
 
@@ -61,7 +62,7 @@ describe("host input: record → replay", () => {
         const events = record(image, scriptedLive(script))
         const end = events.at(-1)
         expect(end?._tag === "RunEnd" && end.reason).toBe("hlt")
-        const inputs = recordedInputs(events)
+        const inputs = recordedInputs(events).flatMap((e) => (e._tag === "HostInput" ? [e] : []))
         delivered += inputs.length
         // Live input lands on the quantum grid, and never more than was typed.
         for (const e of inputs) expect(e.time % HOST_INPUT_QUANTUM).toBe(0)

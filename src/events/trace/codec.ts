@@ -5,6 +5,7 @@ import type { VmEvent } from "../VmEvent.ts"
 import { TraceCorrupt } from "./errors.ts"
 import { type ByteSource, encodeFrame, magic, memorySource, readFrame, shortText } from "./framing.ts"
 import {
+  Checkpoint,
   EventChunk,
   formatVersion,
   makeTraceHeader,
@@ -27,15 +28,55 @@ export interface TraceSummary {
   readonly bytes: number
 }
 
+/** Where the chunks and checkpoints are: what the end frame lists and a scan rebuilds. */
+export class TraceIndexBuilder {
+  eventCount = 0
+  readonly chunkOffsets: Array<number> = []
+  readonly chunkSeqs: Array<number> = []
+  readonly chunkTimes: Array<number> = []
+  readonly checkpointOffsets: Array<number> = []
+  readonly checkpointSeqs: Array<number> = []
+  readonly checkpointTimes: Array<number> = []
+  /** Events a replay takes from the recording rather than the guest: serial input, wall-clock readings. */
+  readonly inputSeqs: Array<number> = []
+
+  addChunk(offset: number, events: ReadonlyArray<VmEvent>): void {
+    this.chunkOffsets.push(offset)
+    this.chunkSeqs.push(events[0].seq)
+    this.chunkTimes.push(events[0].time)
+    this.eventCount += events.length
+    for (const e of events) if (e._tag === "HostInput" || e._tag === "HostClock" || e._tag === "HostTsc") this.inputSeqs.push(e.seq)
+  }
+
+  addCheckpoint(offset: number, checkpoint: Pick<Checkpoint, "seq" | "time">): void {
+    this.checkpointOffsets.push(offset)
+    this.checkpointSeqs.push(checkpoint.seq)
+    this.checkpointTimes.push(checkpoint.time)
+  }
+
+  end(): TraceEnd {
+    return {
+      kind: "end",
+      eventCount: this.eventCount,
+      chunkOffsets: this.chunkOffsets,
+      chunkSeqs: this.chunkSeqs,
+      chunkTimes: this.chunkTimes,
+      checkpointOffsets: this.checkpointOffsets,
+      checkpointSeqs: this.checkpointSeqs,
+      checkpointTimes: this.checkpointTimes,
+      inputSeqs: this.inputSeqs
+    }
+  }
+}
+
 /**
- * Turns a header, chunks of events and the end into the bytes to append, keeping the
- * byte offsets the end frame's index needs. Throws `TraceFrameTooLarge` (state unchanged).
+ * Turns a header, chunks of events, checkpoints and the end into the bytes to append,
+ * keeping the byte offsets the end frame's index needs. Throws `TraceFrameTooLarge` (state unchanged).
  */
 export class TraceEncoder {
   private position = 0
   private frameCount = 0
-  private eventCount = 0
-  private readonly chunkOffsets: Array<number> = []
+  private readonly index = new TraceIndexBuilder()
   private phase: "new" | "events" | "ended" = "new"
 
   /** The magic and the header frame. */
@@ -56,8 +97,16 @@ export class TraceEncoder {
     if (events.length === 0) return undefined
     const payload: EventChunk = { kind: "events", firstSeq: events[0].seq, events }
     const frame = encodeFrame(payload, this.frameCount)
-    this.chunkOffsets.push(this.position)
-    this.eventCount += events.length
+    this.index.addChunk(this.position, events)
+    this.advance(frame)
+    return frame
+  }
+
+  /** One checkpoint frame, between the events before it and those after. */
+  checkpoint(checkpoint: Checkpoint): Uint8Array {
+    this.expect("events", "checkpoint")
+    const frame = encodeFrame(checkpoint, this.frameCount)
+    this.index.addCheckpoint(this.position, checkpoint)
     this.advance(frame)
     return frame
   }
@@ -65,15 +114,14 @@ export class TraceEncoder {
   /** The end frame: the index. */
   end(): Uint8Array {
     this.expect("events", "end")
-    const payload: TraceEnd = { kind: "end", eventCount: this.eventCount, chunkOffsets: this.chunkOffsets }
-    const frame = encodeFrame(payload, this.frameCount)
+    const frame = encodeFrame(this.index.end(), this.frameCount)
     this.advance(frame)
     this.phase = "ended"
     return frame
   }
 
   get summary(): TraceSummary {
-    return { eventCount: this.eventCount, chunkCount: this.chunkOffsets.length, bytes: this.position }
+    return { eventCount: this.index.eventCount, chunkCount: this.index.chunkOffsets.length, bytes: this.position }
   }
 
   private advance(bytes: Uint8Array): void {
@@ -109,6 +157,7 @@ export const encodeTrace = (
 
 export type TraceStep =
   | { readonly _tag: "Chunk"; readonly chunk: EventChunk; readonly offset: number }
+  | { readonly _tag: "Checkpoint"; readonly checkpoint: Checkpoint; readonly offset: number }
   /** A valid end frame; `error` if bytes follow it. */
   | { readonly _tag: "End"; readonly end: TraceEnd; readonly error?: TraceCorrupt }
   | { readonly _tag: "Corrupt"; readonly error: TraceCorrupt }
@@ -117,6 +166,7 @@ const decodeOptions = { errors: "first", onExcessProperty: "ignore" } as const
 const decodeHeader = Schema.decodeUnknownEither(TraceHeader, decodeOptions)
 const decodeChunk = Schema.decodeUnknownEither(EventChunk, decodeOptions)
 const decodeEnd = Schema.decodeUnknownEither(TraceEnd, decodeOptions)
+const decodeCheckpoint = Schema.decodeUnknownEither(Checkpoint, decodeOptions)
 
 /** The first schema issue as `path: message`, one short line. */
 const describeParseError = (error: ParseResult.ParseError): string => {
@@ -143,8 +193,8 @@ const kindOf = (value: unknown): unknown =>
 export class TraceDecoder {
   private position = magic.length
   private frameIndex = 0
-  private eventCount = 0
-  private readonly chunkOffsets: Array<number> = []
+  /** What has been read so far: for a trace without an end frame, the index a scan gives. */
+  readonly index = new TraceIndexBuilder()
   private phase: "new" | "events" | "done" = "new"
 
   constructor(private readonly source: ByteSource, private readonly path?: string) {}
@@ -174,7 +224,9 @@ export class TraceDecoder {
     if (kind !== "header") return this.corrupt(0, read.offset, `frame 0 is not a header (kind ${showKind(kind)})`)
     const version = (read.value as { formatVersion?: unknown }).formatVersion
     if (version !== formatVersion) {
-      return this.corrupt(0, read.offset, `frame 0 at byte ${read.offset}: format version ${String(version)} is not one this vmrr reads (${formatVersion})`)
+      const producer = (read.value as { producer?: unknown }).producer
+      const by = typeof producer === "string" ? `; it was written by ${shortText(producer, 40)}` : ""
+      return this.corrupt(0, read.offset, `trace format version ${shortText(String(version), 20)}, this vmrr reads ${formatVersion}${by}`)
     }
     const decoded = decodeHeader(read.value)
     if (Either.isLeft(decoded)) return this.payloadError(read.index, read.offset, decoded.left)
@@ -193,7 +245,7 @@ export class TraceDecoder {
     this.phase = "done"
     const read = readFrame(this.source, this.position, this.frameIndex)
     if (read._tag === "Eof") {
-      return this.fail(read.index, read.offset, `truncated: no end frame; the file ends at byte ${read.offset} after frame ${read.index - 1} (${this.eventCount} events in ${this.chunkOffsets.length} chunks intact)`)
+      return this.fail(read.index, read.offset, `truncated: no end frame; the file ends at byte ${read.offset} after frame ${read.index - 1} (${this.index.eventCount} events in ${this.index.chunkOffsets.length} chunks intact)`)
     }
     if (read._tag === "Damage") return this.fail(read.index, read.offset, read.reason)
     const where = `frame ${read.index} at byte ${read.offset}`
@@ -206,21 +258,32 @@ export class TraceDecoder {
         if (chunk.events.length > 0 && chunk.events[0].seq !== chunk.firstSeq) {
           return this.fail(read.index, read.offset, `${where}: chunk says it starts at seq ${chunk.firstSeq}, its first event is seq ${chunk.events[0].seq}`)
         }
-        this.chunkOffsets.push(read.offset)
-        this.eventCount += chunk.events.length
+        if (chunk.events.length > 0) this.index.addChunk(read.offset, chunk.events)
         this.accept(read.end)
         this.phase = "events"
         return { _tag: "Chunk", chunk, offset: read.offset }
+      }
+      case "checkpoint": {
+        const decoded = decodeCheckpoint(read.value)
+        if (Either.isLeft(decoded)) return { _tag: "Corrupt", error: this.payloadError(read.index, read.offset, decoded.left) }
+        const checkpoint = decoded.right
+        if (checkpoint.seq !== this.index.eventCount) {
+          return this.fail(read.index, read.offset, `${where}: checkpoint says it follows ${checkpoint.seq} events, ${this.index.eventCount} come before it`)
+        }
+        this.index.addCheckpoint(read.offset, checkpoint)
+        this.accept(read.end)
+        this.phase = "events"
+        return { _tag: "Checkpoint", checkpoint, offset: read.offset }
       }
       case "end": {
         const decoded = decodeEnd(read.value)
         if (Either.isLeft(decoded)) return { _tag: "Corrupt", error: this.payloadError(read.index, read.offset, decoded.left) }
         const end = decoded.right
-        if (end.eventCount !== this.eventCount) {
-          return this.fail(read.index, read.offset, `${where}: end frame counts ${end.eventCount} events, the chunks hold ${this.eventCount}`)
+        if (end.eventCount !== this.index.eventCount) {
+          return this.fail(read.index, read.offset, `${where}: end frame counts ${end.eventCount} events, the chunks hold ${this.index.eventCount}`)
         }
-        const mismatch = indexMismatch(end.chunkOffsets, this.chunkOffsets)
-        if (mismatch !== undefined) return this.fail(read.index, read.offset, `${where}: end frame's chunk index disagrees with the chunks (${mismatch})`)
+        const mismatch = indexMismatch(end, this.index)
+        if (mismatch !== undefined) return this.fail(read.index, read.offset, `${where}: end frame's ${mismatch}`)
         this.accept(read.end)
         if (this.position < this.source.size) {
           const extra = this.source.size - this.position
@@ -256,17 +319,33 @@ export class TraceDecoder {
 const showKind = (kind: unknown): string =>
   kind === undefined ? "missing" : typeof kind === "string" ? JSON.stringify(shortText(kind, 40)) : typeof kind
 
-const indexMismatch = (listed: ReadonlyArray<number>, read: ReadonlyArray<number>): string | undefined => {
+const listMismatch = (what: string, field: string, listed: ReadonlyArray<number> | undefined, read: ReadonlyArray<number>): string | undefined => {
+  if (listed === undefined) return undefined
   for (let i = 0; i < Math.min(listed.length, read.length); i++) {
-    if (listed[i] !== read[i]) return `chunk ${i} is at byte ${read[i]}, the index says ${listed[i]}`
+    if (listed[i] !== read[i]) return `${what} ${i} is ${field} ${read[i]}, the index says ${listed[i]}`
   }
-  return listed.length === read.length ? undefined : `the index lists ${listed.length} chunks, the file has ${read.length}`
+  return listed.length === read.length ? undefined : `the index lists ${listed.length} ${what}s, the file has ${read.length}`
+}
+
+/** The first way the end frame's index disagrees with the frames read, as a phrase. */
+export const indexMismatch = (end: TraceEnd, read: TraceIndexBuilder): string | undefined => {
+  const chunk = listMismatch("chunk", "at byte", end.chunkOffsets, read.chunkOffsets) ??
+    listMismatch("chunk", "at seq", end.chunkSeqs, read.chunkSeqs) ??
+    listMismatch("chunk", "at time", end.chunkTimes, read.chunkTimes)
+  if (chunk !== undefined) return `chunk index disagrees with the chunks (${chunk})`
+  const checkpoint = listMismatch("checkpoint", "at byte", end.checkpointOffsets, read.checkpointOffsets) ??
+    listMismatch("checkpoint", "at seq", end.checkpointSeqs, read.checkpointSeqs) ??
+    listMismatch("checkpoint", "at time", end.checkpointTimes, read.checkpointTimes)
+  if (checkpoint !== undefined) return `checkpoint index disagrees with the checkpoints (${checkpoint})`
+  const input = listMismatch("host input", "event", end.inputSeqs, read.inputSeqs)
+  return input === undefined ? undefined : `host input index disagrees with the chunks (${input})`
 }
 
 /** Everything intact in a trace, and the damage if any. Never throws. */
 export interface DecodedTrace {
   readonly header?: TraceHeader
   readonly chunks: ReadonlyArray<EventChunk>
+  readonly checkpoints: ReadonlyArray<Checkpoint>
   readonly end?: TraceEnd
   readonly error?: TraceCorrupt
 }
@@ -274,18 +353,24 @@ export interface DecodedTrace {
 export const decodeTrace = (bytes: Uint8Array): DecodedTrace => {
   const decoder = new TraceDecoder(memorySource(bytes))
   const header = decoder.header()
-  if (header instanceof TraceCorrupt) return { chunks: [], error: header }
+  if (header instanceof TraceCorrupt) return { chunks: [], checkpoints: [], error: header }
   const chunks: Array<EventChunk> = []
+  const checkpoints: Array<Checkpoint> = []
   for (;;) {
     const step = decoder.next()
     switch (step._tag) {
       case "Chunk":
         chunks.push(step.chunk)
         continue
+      case "Checkpoint":
+        checkpoints.push(step.checkpoint)
+        continue
       case "End":
-        return step.error === undefined ? { header, chunks, end: step.end } : { header, chunks, end: step.end, error: step.error }
+        return step.error === undefined
+          ? { header, chunks, checkpoints, end: step.end }
+          : { header, chunks, checkpoints, end: step.end, error: step.error }
       case "Corrupt":
-        return { header, chunks, error: step.error }
+        return { header, chunks, checkpoints, error: step.error }
     }
   }
 }

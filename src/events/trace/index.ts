@@ -6,6 +6,7 @@ export { magic, maxPayloadBytes } from "./framing.ts"
 export { eventToJson } from "./json.ts"
 export { openTrace, type OpenTrace, readTraceEvents, readTraceHeader } from "./reader.ts"
 export {
+  Checkpoint,
   EventChunk,
   formatVersion,
   makeTraceHeader,
@@ -15,4 +16,5 @@ export {
   type TraceHeaderInput,
   VmEventWire
 } from "./schema.ts"
+export { indexTrace, openSeekableTrace, SeekableTrace, type TraceIndex } from "./traceIndex.ts"
 export { openTraceWriter, traceSink, type TraceWriter, writeTrace } from "./writer.ts"

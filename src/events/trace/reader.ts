@@ -25,7 +25,7 @@ export interface OpenTrace {
   readonly events: Stream.Stream<VmEvent, TraceError>
 }
 
-const fileSource = (fd: number, size: number): ByteSource => ({
+export const fileSource = (fd: number, size: number): ByteSource => ({
   size,
   read: (offset, length) => {
     const buffer = new Uint8Array(Math.max(0, Math.min(length, size - offset)))
@@ -39,7 +39,7 @@ const fileSource = (fd: number, size: number): ByteSource => ({
   }
 })
 
-const openFile = (path: string): Effect.Effect<{ readonly fd: number; readonly size: number }, TraceError, Scope.Scope> =>
+export const openFile = (path: string): Effect.Effect<{ readonly fd: number; readonly size: number }, TraceError, Scope.Scope> =>
   Effect.acquireRelease(
     Effect.try({
       try: () => {
@@ -70,8 +70,15 @@ export const openTrace = (path: string): Effect.Effect<OpenTrace, TraceError, Sc
     const decoder = new TraceDecoder(fileSource(file.fd, file.size), path)
     const header = yield* step(path, () => decoder.header())
     if (header instanceof TraceCorrupt) return yield* Effect.fail(header)
+    // Checkpoints are for seeking (traceIndex.ts): the event stream passes over them.
+    const nextEventsStep = () => {
+      for (;;) {
+        const s = decoder.next()
+        if (s._tag !== "Checkpoint") return s
+      }
+    }
     const next: Effect.Effect<Chunk.Chunk<VmEvent>, Option.Option<TraceError>> = Effect.flatMap(
-      Effect.mapError(Effect.suspend(() => step(path, () => decoder.next())), Option.some),
+      Effect.mapError(Effect.suspend(() => step(path, nextEventsStep)), Option.some),
       (s) => {
         switch (s._tag) {
           case "Chunk":

@@ -9,7 +9,8 @@ import packageJson from "../../../package.json" with { type: "json" }
  * any frame can be decoded alone.
  */
 
-export const formatVersion = 1
+/** 2: checkpoint frames, and an end frame that indexes chunks and checkpoints by event number and time. */
+export const formatVersion = 2
 export const producer = `vmrr ${packageJson.version}`
 
 const Count = Schema.Int.pipe(Schema.between(0, Number.MAX_SAFE_INTEGER))
@@ -21,6 +22,10 @@ const Count = Schema.Int.pipe(Schema.between(0, Number.MAX_SAFE_INTEGER))
  */
 export const VmEventWire = Schema.typeSchema(VmEvent)
 
+/** The kernel behind the KVM API: `src/kernel` (the model) or the real /dev/kvm. */
+export const Backend = Schema.Literal("model", "kvm")
+export type Backend = typeof Backend.Type
+
 /** Frame 0: everything a replay needs, the guest image included. */
 export const TraceHeader = Schema.Struct({
   kind: Schema.Literal("header"),
@@ -28,7 +33,13 @@ export const TraceHeader = Schema.Struct({
   config: MachineConfig,
   image: Schema.Uint8ArrayFromSelf,
   imageSha256: Schema.String.pipe(Schema.pattern(/^[0-9a-f]{64}$/)),
-  producer: Schema.String
+  producer: Schema.String,
+  /**
+   * Which kernel recorded the run: vmrr's model, or the real /dev/kvm (whose events
+   * are only what userspace and the host's tracepoints can see, timed in KVM_RUN
+   * returns rather than instructions). Absent in traces from before it existed: the model.
+   */
+  backend: Schema.optionalWith(Backend, { exact: true })
 })
 export type TraceHeader = typeof TraceHeader.Type
 
@@ -40,11 +51,37 @@ export const EventChunk = Schema.Struct({
 })
 export type EventChunk = typeof EventChunk.Type
 
-/** The last frame: the index. `chunkOffsets` are the byte offsets of the events frames. */
+/**
+ * A snapshot of the machine between two exits, as QEMU's savevm: named state sections
+ * (see src/replay/checkpoint.ts), taken after `seq` events and `time` instructions.
+ * Memory sections hold only what changed since the previous checkpoint, so a restore
+ * reads every checkpoint up to its own.
+ */
+export const Checkpoint = Schema.Struct({
+  kind: Schema.Literal("checkpoint"),
+  seq: Count,
+  time: Count,
+  sections: Schema.Record({ key: Schema.String, value: Schema.Unknown })
+})
+export type Checkpoint = typeof Checkpoint.Type
+
+/**
+ * The last frame: the index. `chunkOffsets` are the byte offsets of the events frames,
+ * `chunkSeqs` and `chunkTimes` the seq and time of each one's first event; the
+ * checkpoint lists are the same for the checkpoint frames. A reader finds this frame
+ * from the end of the file (see traceIndex.ts); a trace without it is indexed by a scan.
+ */
 export const TraceEnd = Schema.Struct({
   kind: Schema.Literal("end"),
   eventCount: Count,
-  chunkOffsets: Schema.Array(Count)
+  chunkOffsets: Schema.Array(Count),
+  chunkSeqs: Schema.optionalWith(Schema.Array(Count), { exact: true }),
+  chunkTimes: Schema.optionalWith(Schema.Array(Count), { exact: true }),
+  checkpointOffsets: Schema.optionalWith(Schema.Array(Count), { exact: true }),
+  checkpointSeqs: Schema.optionalWith(Schema.Array(Count), { exact: true }),
+  checkpointTimes: Schema.optionalWith(Schema.Array(Count), { exact: true }),
+  /** The seq of every event a replay feeds back from the recording (HostInput, HostClock, HostTsc). */
+  inputSeqs: Schema.optionalWith(Schema.Array(Count), { exact: true })
 })
 export type TraceEnd = typeof TraceEnd.Type
 
@@ -54,6 +91,8 @@ export interface TraceHeaderInput {
   readonly image: Uint8Array
   /** Defaults to this vmrr's name and version. */
   readonly producer?: string
+  /** Recorded only when not the model, so model traces are byte-identical to older ones. */
+  readonly backend?: Backend
 }
 
 export const sha256Hex = (bytes: Uint8Array): string => createHash("sha256").update(bytes).digest("hex")
@@ -64,5 +103,6 @@ export const makeTraceHeader = (input: TraceHeaderInput): TraceHeader => ({
   config: input.config,
   image: input.image,
   imageSha256: sha256Hex(input.image),
-  producer: input.producer ?? producer
+  producer: input.producer ?? producer,
+  ...(input.backend === undefined || input.backend === "model" ? {} : { backend: input.backend })
 })

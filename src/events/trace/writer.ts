@@ -7,7 +7,7 @@ import * as Stream from "effect/Stream"
 import type { VmEvent } from "../VmEvent.ts"
 import { TraceEncoder, type TraceSummary } from "./codec.ts"
 import { ioError, TraceFrameTooLarge, type TraceWriteError } from "./errors.ts"
-import { makeTraceHeader, type TraceHeader, type TraceHeaderInput } from "./schema.ts"
+import { type Checkpoint, makeTraceHeader, type TraceHeader, type TraceHeaderInput } from "./schema.ts"
 
 /**
  * Writing `.vmrr` files: one synchronous write per frame, straight to the final path,
@@ -19,6 +19,8 @@ export interface TraceWriter {
   readonly header: TraceHeader
   /** Appends one events frame (nothing for no events). */
   readonly writeChunk: (events: ReadonlyArray<VmEvent>) => Effect.Effect<void, TraceWriteError>
+  /** Appends a checkpoint frame: taken after every event written so far and before the next. */
+  readonly writeCheckpoint: (checkpoint: Checkpoint) => Effect.Effect<void, TraceWriteError>
   /**
    * Writes the end frame and closes the file. Without it the trace stays readable but
    * is reported as truncated, which is what a failed or interrupted recording is.
@@ -71,6 +73,7 @@ export const openTraceWriter = (
       path,
       header,
       writeChunk: (events) => append(() => encoder.chunk(events)),
+      writeCheckpoint: (checkpoint) => append(() => encoder.checkpoint(checkpoint)),
       close: append(() => encoder.end()).pipe(
         Effect.zipRight(Effect.try({
           try: () => {

@@ -35,7 +35,8 @@
  *   cpu.ts (here)       reset, the run loop, and dispatch of the decoded opcode
  *
  * and beside them `decoder.ts` (the decoder and the decoded form), `alu.ts` (flags
- * and arithmetic as pure functions) and `descriptors.ts` (descriptor formats).
+ * and arithmetic as pure functions), `descriptors.ts` (descriptor formats) and
+ * `translationBlock.ts` (hot code compiled to JavaScript, which the run loop calls).
  */
 import { addFlags, AF, aluFlags, AluOp, aluResult, CF, decFlags, DF, EFLAGS_FIXED, fit, IF, incFlags, logicFlags, OF, PF, RF, SF, signExtend, subFlags, TF, VM, ZF } from "./alu.ts"
 import { type ExitingInstructions, LEAVE_CPU, type PhysicalMemory } from "./bus.ts"
@@ -612,7 +613,8 @@ export class Cpu extends StringInstructions {
         // The image never shows VM or RF.
         return this.pushValue(this.flags & ~(VM | RF))
       case 0x9d:
-        return this.popFlags()
+        this.popFlags()
+        return this.interruptWindowCheck()
       case 0x9e: {
         const mask = SF | ZF | AF | PF | CF
         this.flags = (this.flags & ~mask) | ((this.regs[Reg.EAX] >>> 8) & mask)
@@ -716,7 +718,8 @@ export class Cpu extends StringInstructions {
         if ((this.flags & OF) !== 0) this.softwareInterrupt(Vector.OF)
         return
       case 0xcf:
-        return this.interruptReturn()
+        this.interruptReturn()
+        return this.interruptWindowCheck()
       case 0xd0:
         return this.shiftRm(1, 1)
       case 0xd1:
@@ -821,7 +824,7 @@ export class Cpu extends StringInstructions {
         // Only an STI that sets IF opens an interrupt shadow.
         if ((this.flags & IF) === 0) this.shadowSet = SHADOW_STI
         this.flags |= IF
-        return
+        return this.interruptWindowCheck()
       case 0xfc:
         this.flags &= ~DF
         return

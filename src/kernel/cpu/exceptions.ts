@@ -1,7 +1,7 @@
 import { AC, IF, NT, RF, TF, VM } from "./alu.ts"
 import { ATTR_CODE, ATTR_EXPAND_DOWN_CONFORMING, ATTR_P, ATTR_S, attrDpl, descriptorAttr, descriptorLimit } from "./descriptors.ts"
 import { PrivilegeChanges } from "./privilege.ts"
-import { GUEST_FAULT, Reg, Seg, Vector } from "./state.ts"
+import { CpuStop, GUEST_FAULT, INTERNAL_STOP, Reg, Seg, Vector } from "./state.ts"
 
 /** Exceptions that push an error code (SDM Vol. 3A, 6.13). */
 const hasErrorCode = (vector: number): boolean =>
@@ -165,6 +165,47 @@ export abstract class ExceptionDelivery extends PrivilegeChanges {
     this.flags &= ~(IF | TF | AC | RF)
     this.pc = ip
     this.eip = ip
+  }
+
+  /**
+   * The VM-execution control "interrupt-window exiting", as the kernel sets it while an
+   * interrupt waits for IF = 1. IF can only become 1 through STI, POPF and IRET, so
+   * those check it (`interruptWindowCheck`) and the run loop need not.
+   */
+  interruptWindowExiting = false
+
+  /** After STI, POPF or IRET: with window exiting on and IF now 1, stop for the kernel to look. */
+  protected interruptWindowCheck(): void {
+    if (this.interruptWindowExiting && (this.flags & IF) !== 0) this.requestStop()
+  }
+
+  /**
+   * An external interrupt injected at VM entry (VM-entry interruption information,
+   * type 0): delivered like a hardware exception without an error code (EXT = 1),
+   * returning to the instruction it came before. A fault while delivering it is
+   * delivered instead, under the double-fault rules (an external interrupt is benign).
+   * Returns undefined when delivered, TripleFault or InternalError otherwise.
+   */
+  injectExternalInterrupt(vector: number): CpuStop.TripleFault | CpuStop.InternalError | undefined {
+    this.interruptShadow = 0
+    this.instructionStart = this.eip
+    this.pc = this.eip
+    try {
+      try {
+        this.deliver(vector, false, 0, this.eip, false)
+      } catch (e) {
+        if (e !== GUEST_FAULT) throw e
+        if (!this.deliverException()) {
+          this.eip = this.instructionStart
+          return CpuStop.TripleFault
+        }
+      }
+      return undefined
+    } catch (e) {
+      if (e !== INTERNAL_STOP) throw e
+      this.eip = this.instructionStart
+      return CpuStop.InternalError
+    }
   }
 
   protected softwareInterrupt(vector: number): void {

@@ -24,7 +24,15 @@ export abstract class InstructionFetch extends Addressing {
   /** A code byte the block compiler reads ahead, in a frame already fetched from (so without EPT side effects). */
   private readonly readCode = (physical: number): number => this.mem.fetch8(physical)
 
-  /** Compile hot code into translation blocks (off: interpret every instruction, for comparison). */
+  /** Forgets every decoded instruction (and its block): guest memory or state was replaced from outside. */
+  dropDecodedInstructions(): void {
+    for (const d of this.cache) d.mode = -1
+  }
+
+  /**
+   * Compile hot code into translation blocks and run rep iterations back to back (off:
+   * every step is interpreted on its own, for comparison; the results are the same).
+   */
   translationBlocks = true
 
   /** Byte `index` of the instruction at CS:instructionStart, with the checks of an instruction fetch. */

@@ -1,0 +1,62 @@
+/**
+ * Checkpoints of a machine with interrupt chips: seeking into a recording of an
+ * interrupt guest restores the chips (in the kernel and in QEMU), the halted state
+ * and a pending interrupt window, so the replay from there matches a straight one.
+ */
+import { Chunk, Effect, Stream } from "effect"
+import { describe, expect, it } from "vitest"
+import { TraceEncoder } from "../../src/events/trace/codec.ts"
+import { memorySource } from "../../src/events/trace/framing.ts"
+import { makeTraceHeader } from "../../src/events/trace/schema.ts"
+import { indexTrace, type SeekableTrace } from "../../src/events/trace/traceIndex.ts"
+import type { MachineConfig } from "../../src/events/MachineConfig.ts"
+import { hasIrqchipVcpu } from "../../src/kernel/api.ts"
+import { recordMachine } from "../../src/qemu/runMachine.ts"
+import { ReplaySession } from "../../src/replay/session.ts"
+import { guestConfig, guestImage, irqchipModes } from "../support/interruptGuests.ts"
+
+const recordTrace = (config: MachineConfig, image: Uint8Array, every: number | undefined): SeekableTrace => {
+  const encoder = new TraceEncoder()
+  const parts = [encoder.start(makeTraceHeader({ config, image }))]
+  const recorded = Effect.runSync(Stream.runCollect(recordMachine(config, image, { checkpointEvery: every })))
+  for (const { checkpoint, events } of Chunk.toArray(recorded)) {
+    if (checkpoint !== undefined) parts.push(encoder.checkpoint(checkpoint))
+    const frame = encoder.chunk(events)
+    if (frame !== undefined) parts.push(frame)
+  }
+  parts.push(encoder.end())
+  const trace = indexTrace(memorySource(Buffer.concat(parts)), "pit.vmrr")
+  if (!("index" in trace)) throw trace
+  return trace
+}
+
+const stateOf = (s: ReplaySession) => {
+  const m = s.current
+  const vcpu = m.vcpu
+  return {
+    position: s.position,
+    regs: s.registers(),
+    qemu: { pic: m.interrupts?.pic, ioapic: m.interrupts?.ioapic, pit: m.interrupts?.pit, lapic: m.interrupts?.lapic },
+    kernel: hasIrqchipVcpu(vcpu) ? { lapic: vcpu.getLapic(), mp: vcpu.getMpState() } : undefined,
+    emulation: m.vcpu.getEmulationState()
+  }
+}
+
+describe.each(irqchipModes)("checkpoints of guests/pit.bin in %s mode", (mode) => {
+  it("seeking anywhere gives the state of a straight replay, and the replay goes on to the end", () => {
+    const config = guestConfig("pit", mode)
+    const image = guestImage("pit")
+    const seeking = new ReplaySession(recordTrace(config, image, 2_000_000))
+    const straight = new ReplaySession(recordTrace(config, image, undefined))
+    expect(seeking.eventCount).toBe(straight.eventCount)
+    for (const n of [Math.floor(seeking.eventCount / 3), Math.floor(seeking.eventCount / 2), seeking.eventCount - 40]) {
+      seeking.seekEvent(n)
+      straight.seekEvent(n)
+      expect(stateOf(seeking)).toEqual(stateOf(straight))
+    }
+    seeking.replayToEvent(seeking.eventCount - 1)
+    straight.replayToEvent(straight.eventCount - 1)
+    expect(stateOf(seeking)).toEqual(stateOf(straight))
+    expect(seeking.ended).toEqual(straight.ended)
+  })
+})
