@@ -63,11 +63,13 @@ describe.skipIf(!kvm.usable)("the real /dev/kvm as a backend", () => {
   })
 
   it("says in one line, exit 1, when /dev/kvm is not permitted", () => {
-    const nobody = spawnSync("setpriv", ["--reuid=65534", "--regid=65534", "--clear-groups", process.execPath, "bin/vmrr.js", "run", "guests/hello.bin", "--backend", "kvm"], {
-      cwd: repoRoot,
-      encoding: "utf8"
-    })
-    if (nobody.error !== undefined || process.getuid?.() !== 0) return console.log("not-permitted check skipped: needs root and setpriv")
+    const asNobody = (...args: string[]) =>
+      spawnSync("setpriv", ["--reuid=65534", "--regid=65534", "--clear-groups", process.execPath, ...args], { cwd: repoRoot, encoding: "utf8" })
+    if (process.getuid?.() !== 0) return console.log("not-permitted check skipped: needs root to run vmrr as nobody")
+    // The checkout may sit where nobody cannot read it (a private temporary directory).
+    const probe = asNobody("-e", "require('node:fs').accessSync('bin/vmrr.js', require('node:fs').constants.R_OK)")
+    if (probe.error !== undefined || probe.status !== 0) return console.log("not-permitted check skipped: setpriv missing, or nobody cannot read this checkout")
+    const nobody = asNobody("bin/vmrr.js", "run", "guests/hello.bin", "--backend", "kvm")
     expect(nobody.stderr).toBe('vmrr: /dev/kvm is not usable: open("/dev/kvm"): Permission denied\n')
     expect(nobody.stdout).toBe("")
     expect(nobody.status).toBe(1)
