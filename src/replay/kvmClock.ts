@@ -46,9 +46,10 @@ const onExitClock = (inner: KvmVcpuApi): KvmVcpuApi => {
 }
 
 /**
- * The model's VM with every vCPU on KVM's clock, offering only the ioctls the KVM
- * backend has: no irqchip (so the machine gets no interrupt controllers, as on KVM) and
- * no state ioctls (so no checkpoints).
+ * The model's VM with every vCPU on KVM's clock, without the irqchip and state ioctls
+ * (so no interrupt controllers and no checkpoints). KVM's in-kernel PIT runs on host
+ * time, which a trace does not record, so a KVM trace of a guest that takes interrupts
+ * cannot be re-executed here; guests without interrupts replay exactly.
  */
 export const modelOnKvmClock: KernelFactory = (log) => {
   const vm = createVm(log)
