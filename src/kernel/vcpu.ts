@@ -336,7 +336,7 @@ export class Vcpu implements KvmVcpuApi, KvmVcpuStateApi, KvmIrqchipVcpuApi, Kvm
     regs[Reg.EBX] = entry?.ebx ?? 0
     regs[Reg.ECX] = entry?.ecx ?? 0
     regs[Reg.EDX] = entry?.edx ?? 0
-    this.logEntry()
+    this.logEntryAfterSkip()
   }
 
   /** HLT (12): blocks in the kernel with an in-kernel LAPIC and IF = 1, else KVM_EXIT_HLT. */
@@ -421,7 +421,9 @@ export class Vcpu implements KvmVcpuApi, KvmVcpuStateApi, KvmIrqchipVcpuApi, Kvm
     } else {
       this.logInjectedGp()
     }
-    this.logEntry()
+    // With #GP injected the instruction is not skipped: the entry is at it.
+    if (known) this.logEntryAfterSkip()
+    else this.logEntry()
     return known
   }
 
@@ -447,7 +449,8 @@ export class Vcpu implements KvmVcpuApi, KvmVcpuStateApi, KvmIrqchipVcpuApi, Kvm
         known = false
     }
     if (!known) this.logInjectedGp()
-    this.logEntry()
+    if (known) this.logEntryAfterSkip()
+    else this.logEntry()
     return known
   }
 
@@ -471,7 +474,7 @@ export class Vcpu implements KvmVcpuApi, KvmVcpuStateApi, KvmIrqchipVcpuApi, Kvm
     }
     this.cpu.regs[Reg.EAX] = tsc % 0x100000000
     this.cpu.regs[Reg.EDX] = Math.floor(tsc / 0x100000000)
-    this.logEntry()
+    this.logEntryAfterSkip()
   }
 
   /** The guest TSC: instructions retired plus the offset a WRMSR to IA32_TSC set (never negative). */
@@ -499,9 +502,14 @@ export class Vcpu implements KvmVcpuApi, KvmVcpuStateApi, KvmIrqchipVcpuApi, Kvm
 
   // ---- events ---------------------------------------------------------------
 
-  private logEntry(): void {
+  private logEntry(rip = this.cpu.eip): void {
     this.entryPending = false
-    this.log.push({ _tag: "VmEntry", seq: this.log.nextSeq, vcpu: this.id, time: this.cpu.retired, rip: this.cpu.eip >>> 0 })
+    this.log.push({ _tag: "VmEntry", seq: this.log.nextSeq, vcpu: this.id, time: this.cpu.retired, rip: rip >>> 0 })
+  }
+
+  /** The entry after an exit the kernel emulated: like kvm_skip_emulated_instruction, at the next instruction. */
+  private logEntryAfterSkip(): void {
+    this.logEntry(this.cpu.instructionStart + this.cpu.instructionLength)
   }
 
   private logExitOnce(reason: number, qualification: number, handledIn: "kernel" | "userspace", gpa?: number): void {

@@ -145,8 +145,12 @@ describe("the KVM-shaped API", () => {
     const regs = vcpu.getRegs()
     expect(regs.rsi).toBe(0x756e6547)
     expect(regs.rax).toBe(0x663) // leaf 7 > max basic leaf 1 reads as leaf 1
-    const cpuidExits = log.drain().filter((e) => e._tag === "VmExit" && e.reason === ExitReason.CPUID)
+    const events = log.drain()
+    const cpuidExits = events.filter((e) => e._tag === "VmExit" && e.reason === ExitReason.CPUID)
     expect(cpuidExits.map((e) => e._tag === "VmExit" && e.handledIn)).toEqual(["kernel", "kernel"])
+    // KVM skips the emulated instruction before it re-enters: each entry is at the instruction after CPUID.
+    const entries = cpuidExits.map((exit) => events[events.indexOf(exit) + 1])
+    expect(entries.map((e) => e._tag === "VmEntry" && e.rip)).toEqual([LOAD + 7, LOAD + 16])
   })
 
   it("an instruction the model does not implement is KVM_EXIT_INTERNAL_ERROR naming the bytes and address", () => {
