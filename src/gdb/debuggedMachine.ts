@@ -7,7 +7,7 @@
 import * as Either from "effect/Either"
 import type { MachineConfig } from "../events/MachineConfig.ts"
 import type { VmEvent } from "../events/VmEvent.ts"
-import { hasVcpuState, hasVmState, type KvmVcpuApi, type KvmVcpuStateApi, type KvmVmStateApi } from "../kernel/api.ts"
+import { hasVcpuState, hasVmState, type KvmDebugWatchpoint, type KvmVcpuApi, type KvmVcpuStateApi, type KvmVmStateApi } from "../kernel/api.ts"
 import { cpuExecOnce, logRunEnd, type RunOutcome } from "../qemu/cpuExec.ts"
 import { MachineSetupError } from "../qemu/errors.ts"
 import type { HostInputPort } from "../qemu/hostInput.ts"
@@ -61,6 +61,16 @@ export class DebuggedMachine {
     } finally {
       this.vcpu.setGuestDebug({})
     }
+  }
+
+  /** KVM_SET_GUEST_DEBUG's data watchpoints (reads, or reads and writes, of linear ranges). */
+  watchAccesses(watchpoints: ReadonlyArray<KvmDebugWatchpoint>): void {
+    this.vcpu.setGuestDebug({ watchpoints })
+  }
+
+  /** One bit per watchpoint accessed since the last call. */
+  accessHits(): number {
+    return this.vcpu.getDebugStatus?.() ?? 0
   }
 
   /**

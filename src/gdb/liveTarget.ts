@@ -7,6 +7,7 @@ import * as Either from "effect/Either"
 import { describeEvent } from "../events/describe.ts"
 import type { MachineConfig } from "../events/MachineConfig.ts"
 import type { VmEvent } from "../events/VmEvent.ts"
+import type { KvmDebugWatchpoint } from "../kernel/api.ts"
 import type { MachineSetupError } from "../qemu/errors.ts"
 import type { HostInputPort } from "../qemu/hostInput.ts"
 import { DebuggedMachine } from "./debuggedMachine.ts"
@@ -51,6 +52,14 @@ export class LiveTarget implements Target {
   registers(): GeneralRegisters {
     const vcpu = this.machine.machine.vcpu
     return readGeneralRegisters(vcpu.getRegs(), vcpu.getSregs())
+  }
+
+  watchAccesses(watchpoints: ReadonlyArray<KvmDebugWatchpoint>): void {
+    this.machine.watchAccesses(watchpoints)
+  }
+
+  accessHits(): number {
+    return this.machine.accessHits()
   }
 
   pc(): number {

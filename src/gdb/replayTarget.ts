@@ -5,6 +5,7 @@
  */
 import { describeEvent } from "../events/describe.ts"
 import { lastAtOrBefore } from "../events/trace/traceIndex.ts"
+import type { KvmDebugWatchpoint } from "../kernel/api.ts"
 import type { ReplaySession } from "../replay/session.ts"
 import { type GeneralRegisters, readGeneralRegisters } from "./i386.ts"
 import type { History, Target, TargetEnd } from "./target.ts"
@@ -46,6 +47,15 @@ export class ReplayTarget implements Target, History {
   registers(): GeneralRegisters {
     const { regs, sregs } = this.session.registers()
     return readGeneralRegisters(regs, sregs)
+  }
+
+  /** On the session's current machine: a seek may have replaced it, so the stub arms them before every step. */
+  watchAccesses(watchpoints: ReadonlyArray<KvmDebugWatchpoint>): void {
+    this.session.current.vcpu.setGuestDebug({ watchpoints })
+  }
+
+  accessHits(): number {
+    return this.session.current.vcpu.getDebugStatus?.() ?? 0
   }
 
   pc(): number {

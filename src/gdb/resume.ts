@@ -1,11 +1,13 @@
 /**
  * Execution as gdb asks for it: step, continue, and on replays reverse step and reverse
  * continue, stopping at breakpoints (the linear address of the next instruction) and
- * write watchpoints. Each is a job the server advances a slice at a time, so that
- * gdb's interrupt (and the host) get a turn during a long continue.
+ * watchpoints. Each is a job the server advances a slice at a time, so that gdb's
+ * interrupt (and the host) get a turn during a long continue.
  *
- * A write watchpoint triggers when an instruction changes the watched bytes (gdb itself
- * ignores writes of the same value to a `watch`ed location). Going forward the stop is
+ * A write watchpoint (Z2) triggers when an instruction changes the watched bytes (gdb
+ * itself ignores writes of the same value to a `watch`ed location). Read and access
+ * watchpoints (Z3, Z4) trigger when an instruction reads (or reads or writes) them, as
+ * the CPU reports through KVM_SET_GUEST_DEBUG's watchpoints. Going forward the stop is
  * after that instruction; going backwards it is before it, as gdb's own record target
  * and rr stop, so gdb shows the value the write replaced.
  */
@@ -14,7 +16,7 @@ import type { History, Target, TargetEnd } from "./target.ts"
 export type StopReason =
   | { readonly _tag: "Stepped" }
   | { readonly _tag: "Breakpoint"; readonly kind: "sw" | "hw" }
-  | { readonly _tag: "Watchpoint"; readonly address: number }
+  | { readonly _tag: "Watchpoint"; readonly address: number; readonly kind: WatchKind }
   | { readonly _tag: "Interrupted" }
   /** Going back reached instruction 0. */
   | { readonly _tag: "ReplayBegin" }
@@ -22,12 +24,16 @@ export type StopReason =
   /** The model threw: a bug, reported to gdb rather than taking vmrr down. */
   | { readonly _tag: "Failed"; readonly message: string }
 
+/** gdb's watch, rwatch and awatch. */
+export type WatchKind = "write" | "read" | "access"
+
 export interface Watchpoint {
   readonly address: number
   readonly length: number
+  readonly kind: WatchKind
 }
 
-/** gdb's breakpoints (Z0 software, Z1 hardware: the same here) and write watchpoints (Z2). */
+/** gdb's breakpoints (Z0 software, Z1 hardware: the same here) and watchpoints (Z2 write, Z3 read, Z4 access). */
 export class StopPoints {
   readonly breakpoints = new Map<number, "sw" | "hw">()
   private watched: ReadonlyArray<Watchpoint> = []
@@ -45,18 +51,40 @@ export class StopPoints {
   }
 
   removeWatchpoint(w: Watchpoint): void {
-    const i = this.watched.findIndex((x) => x.address === w.address && x.length === w.length)
+    const i = this.watched.findIndex((x) => x.address === w.address && x.length === w.length && x.kind === w.kind)
     if (i >= 0) this.watched = this.watched.filter((_, j) => j !== i)
   }
 
-  /** The watched bytes now, to compare after an instruction. */
-  snapshot(target: Target): ReadonlyArray<Uint8Array | undefined> {
-    return this.watchpoints.map((w) => target.readMemory(w.address, w.length))
+  /** Read/access watchpoints are armed in the CPU (so one removal disarms it). */
+  private armed = false
+
+  private get written(): ReadonlyArray<Watchpoint> {
+    return this.watched.filter((w) => w.kind === "write")
   }
 
-  /** The first watchpoint whose bytes differ from `before`. */
+  private get accessed(): ReadonlyArray<Watchpoint> {
+    return this.watched.filter((w) => w.kind !== "write")
+  }
+
+  /** Before one instruction: the watched bytes now, and the read/access watchpoints armed in the CPU. */
+  snapshot(target: Target): ReadonlyArray<Uint8Array | undefined> {
+    const accessed = this.accessed
+    if (accessed.length > 0 || this.armed) {
+      target.watchAccesses(accessed.map((w) => ({ linear: w.address, length: w.length, access: w.kind === "read" ? "read" : "read-write" })))
+      this.armed = accessed.length > 0
+    }
+    return this.written.map((w) => target.readMemory(w.address, w.length))
+  }
+
+  /** After it: the first read/access watchpoint it touched, or write watchpoint whose bytes differ from `before`. */
   changed(target: Target, before: ReadonlyArray<Uint8Array | undefined>): Watchpoint | undefined {
-    return this.watchpoints.find((w, i) => !sameBytes(before[i], target.readMemory(w.address, w.length)))
+    const accessed = this.accessed
+    if (accessed.length > 0) {
+      const hits = target.accessHits()
+      const hit = accessed.find((_, i) => (hits & (1 << i)) !== 0)
+      if (hit !== undefined) return hit
+    }
+    return this.written.find((w, i) => !sameBytes(before[i], target.readMemory(w.address, w.length)))
   }
 
   breakpointAt(target: Target): "sw" | "hw" | undefined {
@@ -79,7 +107,7 @@ const stepOnce = (target: Target, points: StopPoints): StopReason | undefined =>
   const before = points.watchpoints.length === 0 ? [] : points.snapshot(target)
   target.runTo(target.position + 1)
   const hit = points.watchpoints.length === 0 ? undefined : points.changed(target, before)
-  if (hit !== undefined) return { _tag: "Watchpoint", address: hit.address }
+  if (hit !== undefined) return { _tag: "Watchpoint", address: hit.address, kind: hit.kind }
   return ended(target)
 }
 
@@ -151,7 +179,7 @@ export const continueBackward = (target: Target, history: History, points: StopP
         const before = points.snapshot(target)
         target.runTo(p + 1)
         const hit = points.changed(target, before)
-        if (hit !== undefined) last = { position: p, stop: { _tag: "Watchpoint", address: hit.address } }
+        if (hit !== undefined) last = { position: p, stop: { _tag: "Watchpoint", address: hit.address, kind: hit.kind } }
       }
       return undefined
     }

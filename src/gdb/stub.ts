@@ -123,7 +123,7 @@ export class GdbStub {
         return { packet: this.gdbFeatures.has(`${feature}+`) ? `T05${feature}:;${thread}` : `T05${thread}` }
       }
       case "Watchpoint":
-        return { packet: `T05watch:${reason.address.toString(16)};${thread}` }
+        return { packet: `T05${reason.kind === "write" ? "watch" : reason.kind === "read" ? "rwatch" : "awatch"}:${reason.address.toString(16)};${thread}` }
       case "Interrupted":
         return { packet: `T02${thread}` }
       case "ReplayBegin":
@@ -284,12 +284,17 @@ export class GdbStub {
         else points.breakpoints.delete(address)
         return "OK"
       case "2":
+      case "3":
+      case "4": {
         if (size === 0) return E_INVALID
-        if (insert) points.addWatchpoint({ address, length: size })
-        else points.removeWatchpoint({ address, length: size })
+        const w = { address, length: size, kind: type === "2" ? "write" : type === "3" ? "read" : "access" } as const
+        // The CPU watches at most 32 read/access watchpoints (one debug-status bit each).
+        if (insert && w.kind !== "write" && points.watchpoints.filter((x) => x.kind !== "write").length >= 32) return E_INVALID
+        if (insert) points.addWatchpoint(w)
+        else points.removeWatchpoint(w)
         return "OK"
+      }
       default:
-        // Read and access watchpoints (3, 4) need every guest read observed; not offered.
         return ""
     }
   }

@@ -4,6 +4,7 @@
  * are instructions retired (virtual time), which a deterministic replay reaches the same
  * way every time. The stub knows nothing else of how a target gets there.
  */
+import type { KvmDebugWatchpoint } from "../kernel/api.ts"
 import type { RunOutcome } from "../qemu/cpuExec.ts"
 import type { GeneralRegisters } from "./i386.ts"
 
@@ -44,6 +45,10 @@ export interface Target {
    * stop short at the time of its last event, a step before its end.
    */
   runTo(position: number): void
+  /** Arms the CPU's debugger watchpoints for reads (or reads and writes) of these linear ranges (KVM_SET_GUEST_DEBUG). */
+  watchAccesses(watchpoints: ReadonlyArray<KvmDebugWatchpoint>): void
+  /** One bit per armed watchpoint the guest accessed since the last call. */
+  accessHits(): number
   /** The answer to a `monitor` command, or undefined when the command is unknown. */
   monitor(command: string): string | undefined
 }

@@ -137,6 +137,18 @@ export interface KvmEmulationState {
  */
 export interface KvmGuestDebug {
   stopAtInstructionsRetired?: number
+  /**
+   * KVM_GUESTDBG_USE_HW_BP's data watchpoints, at linear addresses: an access of the kind
+   * sets the watchpoint's bit in the debug status (as DR6's B0-B3) instead of raising #DB
+   * in the guest. Left out: the watchpoints stay as they are.
+   */
+  watchpoints?: ReadonlyArray<KvmDebugWatchpoint>
+}
+
+export interface KvmDebugWatchpoint {
+  readonly linear: number
+  readonly length: number
+  readonly access: "write" | "read" | "read-write"
 }
 
 /** `struct kvm_userspace_memory_region` (KVM_SET_USER_MEMORY_REGION). */
@@ -257,6 +269,8 @@ export interface KvmVcpuStateApi {
   /** Also drops everything the interpreter cached (TLB, decoded instructions): state set from outside is new. */
   setEmulationState(state: KvmEmulationState): void
   setGuestDebug(debug: KvmGuestDebug): void
+  /** The debugger's watchpoints accessed since the last call, one bit each (as DR6's B0-B3 in kvm_debug_exit_arch); reading clears it. */
+  getDebugStatus?(): number
 }
 
 /**

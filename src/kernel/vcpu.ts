@@ -681,6 +681,13 @@ export class Vcpu implements KvmVcpuApi, KvmVcpuStateApi, KvmIrqchipVcpuApi, Kvm
 
   setGuestDebug(debug: KvmGuestDebug): void {
     this.debugStop = debug.stopAtInstructionsRetired ?? Number.POSITIVE_INFINITY
+    if (debug.watchpoints !== undefined) this.cpu.setDebuggerWatchpoints(debug.watchpoints)
+  }
+
+  getDebugStatus(): number {
+    const status = this.cpu.debuggerHits
+    this.cpu.debuggerHits = 0
+    return status
   }
 }
 

@@ -68,6 +68,22 @@ describe.skipIf("missing" in gdb)("vmrr with the real gdb", { timeout: 120_000 }
     expect(session.vmrrStdout).toMatch(/^vmrr: replay verified: all \d+ events matched$/m)
   })
 
+  it("stops at reads of a location with rwatch, forwards and backwards", async () => {
+    // print_dec's return address sits at 0xffffc on entry; its `ret` reads it.
+    const session = await debugWithGdb(
+      ["replay", hello32],
+      ["break *0x100104", "continue", "delete", "rwatch *(int *)0xffffc", "continue", "info registers eip", "reverse-continue", "stepi", "info registers eip"],
+      join(dir, "gdb-rwatch.txt")
+    )
+    const transcript = session.transcript
+    expect(transcript).toMatch(/^Hardware read watchpoint 2: \*\(int \*\)0xffffc$/m)
+    expect(transcript).toMatch(/Hardware read watchpoint 2: \*\(int \*\)0xffffc\n\nValue = 1048635\n0x0010003b in \?\? \(\)/)
+    // Backwards the stop is on the `ret` itself; one step forward is back after it.
+    expect(transcript).toMatch(/\(gdb\) reverse-continue\n\nHardware read watchpoint 2: \*\(int \*\)0xffffc\n\nValue = 1048635\n0x001001[0-9a-f]{2} in \?\? \(\)/)
+    expect(transcript.match(/^eip\s+0x10003b\s+0x10003b$/gm)?.length).toBe(2)
+    expect(session.vmrrStatus).toBe(0)
+  })
+
   it("shows a real-mode guest's registers and memory at linear addresses, and answers monitor commands", async () => {
     const session = await debugWithGdb(
       ["replay", hello],

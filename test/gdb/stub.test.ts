@@ -109,8 +109,8 @@ describe("gdb stub: the protocol", () => {
 
   it("answers unknown packets and unsupported forms with the empty reply, bad arguments with errors", () => {
     const gdb = connect(replay())
-    for (const p of ["vMustReplyEmpty", "qTStatus", "X7c00,0:", "Z3,7c00,2", "Z4,7c00,2", "!", "bx", "vCont;r7c00,7c10"]) expect(gdb.ask(p)).toEqual([""])
-    for (const p of ["m7c00", "mzz,4", "Z0,zz,1", "p", "pzz", "Z2,7bfe,0"]) expect(gdb.ask(p)[0]).toMatch(/^E/)
+    for (const p of ["vMustReplyEmpty", "qTStatus", "X7c00,0:", "!", "bx", "vCont;r7c00,7c10"]) expect(gdb.ask(p)).toEqual([""])
+    for (const p of ["m7c00", "mzz,4", "Z0,zz,1", "p", "pzz", "Z2,7bfe,0", "Z3,7bfe,0", "Z4,zz,2"]) expect(gdb.ask(p)[0]).toMatch(/^E/)
   })
 
   it("offers reverse execution on replays only", () => {
@@ -260,6 +260,28 @@ describe("gdb stub: execution", () => {
     expect(gdb.ask("bc")).toEqual([`T05watch:${RETURN_SLOT.toString(16)};thread:01;`])
     expect(eip(gdb)).toBe(0x7c08) // on `call puts`, which is about to write it
     expect(gdb.ask(`m${RETURN_SLOT.toString(16)},2`)).toEqual(["057c"])
+  })
+
+  it("stops after a read (Z3) or any access (Z4) of a watched location going forward, before it going back", () => {
+    const gdb = connect(replay())
+    const slot = RETURN_SLOT.toString(16)
+    expect(gdb.ask(`Z3,${slot},2`)).toEqual(["OK"])
+    // The first read of the return slot is uart_init's `ret`, which lands on the instruction after the call.
+    expect(gdb.ask("c")).toEqual([`T05rwatch:${slot};thread:01;`])
+    expect(eip(gdb)).toBe(0x7c05)
+    expect(gdb.ask("bc")).toEqual([`T05rwatch:${slot};thread:01;`])
+    const ret = eip(gdb)
+    expect(ret).toBeGreaterThan(0x7c0f) // on that `ret`, inside uart_init
+    gdb.ask("s")
+    expect(eip(gdb)).toBe(0x7c05)
+    expect(gdb.ask(`z3,${slot},2`)).toEqual(["OK"])
+    // From the start, the first access is the write of `call uart_init`.
+    gdb.ask("bc")
+    expect(gdb.ask(`Z4,${slot},2`)).toEqual(["OK"])
+    expect(gdb.ask("c")).toEqual([`T05awatch:${slot};thread:01;`])
+    expect(eip(gdb)).toBe(0x7c0f)
+    expect(gdb.ask("c")).toEqual([`T05awatch:${slot};thread:01;`])
+    expect(eip(gdb)).toBe(0x7c05)
   })
 
   it("stops when gdb interrupts a continue", () => {

@@ -2,7 +2,7 @@ import { describe, expect, it } from "vitest"
 import { EventLog } from "../../src/events/EventLog.ts"
 import { EptAccess, ExitReason, KvmExit } from "../../src/events/exitReasons.ts"
 import type { VmEvent } from "../../src/events/VmEvent.ts"
-import type { KvmSegment, KvmVcpuApi } from "../../src/kernel/api.ts"
+import { hasVcpuState, type KvmSegment, type KvmVcpuApi } from "../../src/kernel/api.ts"
 import { createVm } from "../../src/kernel/kvm.ts"
 
 const LOAD = 0x1000
@@ -58,6 +58,31 @@ describe("the KVM-shaped API", () => {
     const at = events.findIndex((e) => e._tag === "VmExit" && e.reason === ExitReason.MSR_READ)
     expect(tags(events).slice(at, at + 3)).toEqual(["VmExit", "InjException", "VmEntry"])
     expect(events[at + 1]).toMatchObject({ vector: 13, errorCode: 0 })
+  })
+
+  it("KVM_SET_GUEST_DEBUG watchpoints report reads and writes to the debugger, never to the guest", () => {
+    // mov eax, [0x2000]; mov [0x3000], eax; mov eax, [0x3000]; hlt
+    const { vcpu } = boot([0xa1, 0x00, 0x20, 0, 0, 0xa3, 0x00, 0x30, 0, 0, 0xa1, 0x00, 0x30, 0, 0, 0xf4])
+    if (!hasVcpuState(vcpu)) throw new Error("the model offers the state API")
+    vcpu.setGuestDebug({
+      watchpoints: [
+        { linear: 0x2000, length: 4, access: "write" },
+        { linear: 0x2002, length: 1, access: "read" },
+        { linear: 0x3000, length: 4, access: "read-write" }
+      ]
+    })
+    vcpu.setGuestDebug({ stopAtInstructionsRetired: 1 })
+    vcpu.run()
+    expect(vcpu.getDebugStatus?.()).toBe(0b010)
+    vcpu.setGuestDebug({ stopAtInstructionsRetired: 2 })
+    vcpu.run()
+    expect(vcpu.getDebugStatus?.()).toBe(0b100)
+    vcpu.setGuestDebug({})
+    expect(vcpu.run()._tag).toBe("KVM_EXIT_HLT")
+    expect(vcpu.getDebugStatus?.()).toBe(0b100)
+    expect(vcpu.getDebugStatus?.()).toBe(0)
+    // No #DB reached the guest: with no IDT it would have ended in a triple fault, not at HLT.
+    expect(vcpu.instructionsRetired).toBe(4)
   })
 
   it("IN completes on the next KVM_RUN with the data userspace put in kvm_run", () => {

@@ -4,6 +4,13 @@ import { Seg, Vector } from "./state.ts"
 
 const DR6_BS = 1 << 14
 
+/** A host debugger's data watchpoint on linear addresses. */
+export interface DebuggerWatchpoint {
+  readonly linear: number
+  readonly length: number
+  readonly access: "write" | "read" | "read-write"
+}
+
 /** DR7 LEN encodings: 1, 2, 8 (undefined outside 64-bit mode; taken as 8), 4 bytes. */
 const BREAKPOINT_LENGTH = Int32Array.of(1, 2, 8, 4)
 
@@ -25,9 +32,16 @@ export abstract class DebugFeatures extends Paging {
     throw this.fault(Vector.DB, 0)
   }
 
-  /** Recomputes whether any DR7 breakpoint is enabled; call after changing `dr` from outside. */
+  /** Recomputes whether any DR7 breakpoint or debugger watchpoint is enabled; call after changing `dr` from outside. */
   debugRegistersChanged(): void {
-    this.breakpointsArmed = (this.dr[7] & 0xff) !== 0
+    this.breakpointsArmed = (this.dr[7] & 0xff) !== 0 || this.debuggerWatchpoints.length > 0
+  }
+
+  /** A host debugger's data watchpoints (KVM_SET_GUEST_DEBUG): seen by the debugger, never by the guest. */
+  setDebuggerWatchpoints(watchpoints: ReadonlyArray<DebuggerWatchpoint>): void {
+    this.debuggerWatchpoints = watchpoints.map((w) => ({ ...w }))
+    this.debuggerHits = 0
+    this.debugRegistersChanged()
   }
 
   /**
@@ -59,6 +73,12 @@ export abstract class DebugFeatures extends Paging {
       const len = BREAKPOINT_LENGTH[(dr7 >>> (18 + n * 4)) & 3]
       const base = (this.dr[n] & ~(len - 1)) >>> 0
       if (linear <= base + len - 1 && base <= linear + size - 1) this.dataBreakHit |= 1 << n
+    }
+    const watched = this.debuggerWatchpoints
+    for (let n = 0; n < watched.length; n++) {
+      const w = watched[n]
+      if (w.access === (write ? "read" : "write")) continue
+      if (linear <= w.linear + w.length - 1 && w.linear <= linear + size - 1) this.debuggerHits |= 1 << n
     }
   }
 }

@@ -176,6 +176,9 @@ export abstract class CpuState {
   protected breakpointsArmed = false
   /** DR6.B0-B3 of data breakpoints the instruction in progress hit. */
   protected dataBreakHit = 0
+  /** A host debugger's watchpoints (see DebugFeatures.setDebuggerWatchpoints), and one bit per watchpoint accessed since it last looked. */
+  protected debuggerWatchpoints: ReadonlyArray<{ readonly linear: number; readonly length: number; readonly access: string }> = []
+  debuggerHits = 0
   /** The instruction checked its operand's alignment as a whole; its partial accesses do not. */
   protected alignmentChecked = false
   /** The #DB being delivered is an instruction-breakpoint fault (pushes RF set). */
