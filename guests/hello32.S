@@ -118,28 +118,7 @@ newline:
         pop     %eax
         ret
 
-/* print_dec: EAX as unsigned decimal. Digits come out of div least
- * significant first, so stack them and pop in reverse. Clobbers EAX. */
-print_dec:
-        push    %ebx
-        push    %ecx
-        push    %edx
-        mov     $10, %ebx
-        xor     %ecx, %ecx
-1:      xor     %edx, %edx
-        div     %ebx
-        push    %edx
-        inc     %ecx
-        test    %eax, %eax
-        jnz     1b
-2:      pop     %eax
-        add     $'0', %al
-        out     %al, $DEBUGCON
-        loop    2b
-        pop     %edx
-        pop     %ecx
-        pop     %ebx
-        ret
+        .include "lib/print_dec32.inc"
 
 /* print_hex: the low ECX (1..8) nibbles of EAX, lower-case, zero-padded.
  * Shift the wanted digits to the top, then rotate one nibble in at a time.

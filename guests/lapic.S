@@ -179,27 +179,7 @@ puts:
 2:      pop     %eax
         ret
 
-/* print_dec: EAX as unsigned decimal on debugcon. */
-print_dec:
-        push    %ebx
-        push    %ecx
-        push    %edx
-        mov     $10, %ebx
-        xor     %ecx, %ecx
-1:      xor     %edx, %edx
-        div     %ebx
-        push    %edx
-        inc     %ecx
-        test    %eax, %eax
-        jnz     1b
-2:      pop     %eax
-        add     $'0', %al
-        out     %al, $DEBUGCON
-        loop    2b
-        pop     %edx
-        pop     %ecx
-        pop     %ebx
-        ret
+        .include "lib/print_dec32.inc"
 
         .balign 8
 gdt:    .quad   0
