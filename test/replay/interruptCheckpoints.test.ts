@@ -3,29 +3,17 @@
  * interrupt guest restores the chips (in the kernel and in QEMU), the halted state
  * and a pending interrupt window, so the replay from there matches a straight one.
  */
-import { Chunk, Effect, Stream } from "effect"
 import { describe, expect, it } from "vitest"
-import { TraceEncoder } from "../../src/events/trace/codec.ts"
 import { memorySource } from "../../src/events/trace/framing.ts"
-import { makeTraceHeader } from "../../src/events/trace/schema.ts"
 import { indexTrace, type SeekableTrace } from "../../src/events/trace/traceIndex.ts"
 import type { MachineConfig } from "../../src/events/MachineConfig.ts"
 import { hasIrqchipVcpu } from "../../src/kernel/api.ts"
-import { recordMachine } from "../../src/qemu/runMachine.ts"
 import { ReplaySession } from "../../src/replay/session.ts"
 import { guestConfig, guestImage, irqchipModes } from "../support/interruptGuests.ts"
+import { recordTraceBytes } from "../support/recordTrace.ts"
 
 const recordTrace = (config: MachineConfig, image: Uint8Array, every: number | undefined): SeekableTrace => {
-  const encoder = new TraceEncoder()
-  const parts = [encoder.start(makeTraceHeader({ config, image }))]
-  const recorded = Effect.runSync(Stream.runCollect(recordMachine(config, image, { checkpointEvery: every })))
-  for (const { checkpoint, events } of Chunk.toArray(recorded)) {
-    if (checkpoint !== undefined) parts.push(encoder.checkpoint(checkpoint))
-    const frame = encoder.chunk(events)
-    if (frame !== undefined) parts.push(frame)
-  }
-  parts.push(encoder.end())
-  const trace = indexTrace(memorySource(Buffer.concat(parts)), "pit.vmrr")
+  const trace = indexTrace(memorySource(recordTraceBytes(config, image, every)), "pit.vmrr")
   if (!("index" in trace)) throw trace
   return trace
 }

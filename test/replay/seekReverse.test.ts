@@ -2,13 +2,12 @@ import { createHash } from "node:crypto"
 import { describe, expect, it } from "@effect/vitest"
 import { Chunk, Effect, Stream } from "effect"
 import fc from "fast-check"
-import { decodeTrace, encodeTrace, TraceEncoder } from "../../src/events/trace/codec.ts"
+import { decodeTrace, encodeTrace } from "../../src/events/trace/codec.ts"
 import { memorySource } from "../../src/events/trace/framing.ts"
-import { makeTraceHeader } from "../../src/events/trace/schema.ts"
 import { indexTrace, type SeekableTrace } from "../../src/events/trace/traceIndex.ts"
 import type { VmEvent } from "../../src/events/VmEvent.ts"
 import { QueuedHostInput } from "../../src/qemu/hostInput.ts"
-import { recordMachine, runMachine } from "../../src/qemu/runMachine.ts"
+import { runMachine } from "../../src/qemu/runMachine.ts"
 import { recordedInputs } from "../../src/replay/hostInput.ts"
 import { replayEvents } from "../../src/replay/replay.ts"
 import { ReplayDivergence } from "../../src/replay/divergence.ts"
@@ -16,6 +15,7 @@ import { withDivergencePoint } from "../../src/replay/divergencePoint.ts"
 import { previousEvent, previousEventOfKind, previousWrite, stepBack } from "../../src/replay/reverse.ts"
 import { ReplaySession, SessionError } from "../../src/replay/session.ts"
 import { instruction, pm32Config, SCRATCH } from "../support/programs.ts"
+import { recordTraceBytes } from "../support/recordTrace.ts"
 
 /** Modest counts for `npm test`; `npm run soak` sets VMRR_SOAK_RUNS for thousands. */
 const runs = (modest: number): number => Number(process.env["VMRR_SOAK_RUNS"] ?? "") || modest
@@ -36,18 +36,7 @@ const loopProgram: fc.Arbitrary<Uint8Array> = fc
 const config = pm32Config({ memoryMiB: 4 })
 
 /** A recording as trace bytes, with a checkpoint every `every` instructions (none: undefined). */
-const recordTrace = (image: Uint8Array, every: number | undefined): Uint8Array => {
-  const encoder = new TraceEncoder()
-  const parts = [encoder.start(makeTraceHeader({ config, image }))]
-  const recorded = Effect.runSync(Stream.runCollect(recordMachine(config, image, { checkpointEvery: every })))
-  for (const { checkpoint, events } of Chunk.toArray(recorded)) {
-    if (checkpoint !== undefined) parts.push(encoder.checkpoint(checkpoint))
-    const frame = encoder.chunk(events)
-    if (frame !== undefined) parts.push(frame)
-  }
-  parts.push(encoder.end())
-  return Buffer.concat(parts)
-}
+const recordTrace = (image: Uint8Array, every: number | undefined): Uint8Array => recordTraceBytes(config, image, every)
 
 const open = (bytes: Uint8Array): SeekableTrace => {
   const trace = indexTrace(memorySource(bytes), "test.vmrr")

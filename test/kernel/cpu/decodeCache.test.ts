@@ -6,22 +6,13 @@
  */
 import { describe, expect, it } from "vitest"
 import { Cpu, CpuStop, Reg, Seg } from "../../../src/kernel/cpu/cpu.ts"
-import { Ept, type EptExits } from "../../../src/kernel/ept.ts"
+import { Ept } from "../../../src/kernel/ept.ts"
 import { Memslots } from "../../../src/kernel/memslots.ts"
 import { hex } from "../../support/cpuHarness.ts"
+import { ramOnlyExits } from "../../support/ramOnly.ts"
 import { RecordingExits } from "../../support/recordingExits.ts"
 
 const le32 = (v: number): number[] => [v & 0xff, (v >>> 8) & 0xff, (v >>> 16) & 0xff, (v >>> 24) & 0xff]
-
-const noExits: EptExits = {
-  eptViolation: () => {},
-  mmioRead: () => {
-    throw new Error("no MMIO here")
-  },
-  mmioWrite: () => {
-    throw new Error("no MMIO here")
-  }
-}
 
 interface Rig {
   readonly cpu: Cpu
@@ -36,7 +27,7 @@ const rig = (at: number, code: number[]): Rig => {
   const ram = new Uint8Array(4 << 20)
   memslots.setUserMemoryRegion({ slot: 0, guestPhysAddr: 0, memory: ram })
   const exits = new RecordingExits()
-  const cpu = new Cpu(new Ept(memslots, noExits), exits)
+  const cpu = new Cpu(new Ept(memslots, ramOnlyExits), exits)
   exits.cpu = cpu
   cpu.cr0 = 0x60000011
   for (let s = 0; s < 6; s++) {
@@ -85,7 +76,7 @@ describe("decoded-instruction cache", () => {
     const { cpu, memslots } = rig(0x10000, hex("b8 01 00 00 00 f4"))
     runToHlt(cpu)
     expect(cpu.regs[Reg.EAX]).toBe(1)
-    new Ept(memslots, noExits).write8(0x10001, 0x42)
+    new Ept(memslots, ramOnlyExits).write8(0x10001, 0x42)
     cpu.eip = 0x10000
     runToHlt(cpu)
     expect(cpu.regs[Reg.EAX]).toBe(0x42)

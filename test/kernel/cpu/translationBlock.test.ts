@@ -10,23 +10,14 @@
 import fc from "fast-check"
 import { describe, expect, it } from "vitest"
 import { Cpu, CpuStop, Reg, Seg } from "../../../src/kernel/cpu/cpu.ts"
-import { Ept, type EptExits } from "../../../src/kernel/ept.ts"
+import { Ept } from "../../../src/kernel/ept.ts"
 import { Memslots } from "../../../src/kernel/memslots.ts"
+import { ramOnlyExits } from "../../support/ramOnly.ts"
 import { RecordingExits } from "../../support/recordingExits.ts"
 
 // `npm run conform` asks for 20,000 differential cases; a tenth of that here takes about as long.
 const RUNS = process.env.VMRR_CONFORM_RUNS === undefined ? 150 : Math.ceil(Number(process.env.VMRR_CONFORM_RUNS) / 10)
 const CODE = 0x1000
-
-const noExits: EptExits = {
-  eptViolation: () => {},
-  mmioRead: () => {
-    throw new Error("no MMIO here")
-  },
-  mmioWrite: () => {
-    throw new Error("no MMIO here")
-  }
-}
 
 /** The data area of memory operands. */
 const DATA = 0x3000
@@ -201,7 +192,7 @@ const machine = (mode: "pm32" | "real", code: number[], p: Program, blocks: bool
   const ram = new Uint8Array(1 << 20)
   memslots.setUserMemoryRegion({ slot: 0, guestPhysAddr: 0, memory: ram })
   const exits = new RecordingExits()
-  const cpu = new Cpu(new Ept(memslots, noExits), exits)
+  const cpu = new Cpu(new Ept(memslots, ramOnlyExits), exits)
   exits.cpu = cpu
   cpu.translationBlocks = blocks
   if (mode === "pm32") {

@@ -1,0 +1,19 @@
+import { Chunk, Effect, Stream } from "effect"
+import { TraceEncoder } from "../../src/events/trace/codec.ts"
+import { makeTraceHeader } from "../../src/events/trace/schema.ts"
+import type { MachineConfig } from "../../src/events/MachineConfig.ts"
+import { recordMachine } from "../../src/qemu/runMachine.ts"
+
+/** A recording as trace bytes, in memory, with a checkpoint every `every` instructions (none: undefined). */
+export const recordTraceBytes = (config: MachineConfig, image: Uint8Array, every: number | undefined): Uint8Array => {
+  const encoder = new TraceEncoder()
+  const parts = [encoder.start(makeTraceHeader({ config, image }))]
+  const recorded = Effect.runSync(Stream.runCollect(recordMachine(config, image, { checkpointEvery: every })))
+  for (const { checkpoint, events } of Chunk.toArray(recorded)) {
+    if (checkpoint !== undefined) parts.push(encoder.checkpoint(checkpoint))
+    const frame = encoder.chunk(events)
+    if (frame !== undefined) parts.push(frame)
+  }
+  parts.push(encoder.end())
+  return Buffer.concat(parts)
+}
