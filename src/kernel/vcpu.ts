@@ -418,12 +418,8 @@ export class Vcpu implements KvmVcpuApi, KvmVcpuStateApi, KvmIrqchipVcpuApi, Kvm
     if (known) {
       cpu.regs[Reg.EAX] = lo
       cpu.regs[Reg.EDX] = hi
-    } else {
-      this.logInjectedGp()
     }
-    // With #GP injected the instruction is not skipped: the entry is at it.
-    if (known) this.logEntryAfterSkip()
-    else this.logEntry()
+    this.endMsrExit(known)
     return known
   }
 
@@ -448,15 +444,18 @@ export class Vcpu implements KvmVcpuApi, KvmVcpuStateApi, KvmIrqchipVcpuApi, Kvm
       default:
         known = false
     }
-    if (!known) this.logInjectedGp()
-    if (known) this.logEntryAfterSkip()
-    else this.logEntry()
+    this.endMsrExit(known)
     return known
   }
 
-  /** KVM injects #GP(0) for an MSR it does not emulate; the CPU then delivers it (it raises the fault when rdmsr/wrmsr return false). */
-  private logInjectedGp(): void {
+  /**
+   * The entry after MSR_READ/MSR_WRITE: past the instruction, or — for an MSR KVM does not
+   * emulate — at it with #GP(0) injected (the CPU delivers it when rdmsr/wrmsr return false).
+   */
+  private endMsrExit(known: boolean): void {
+    if (known) return this.logEntryAfterSkip()
     this.log.push({ _tag: "InjException", seq: this.log.nextSeq, vcpu: this.id, time: this.cpu.retired, vector: 13, errorCode: 0 })
+    this.logEntry()
   }
 
   /**

@@ -140,8 +140,7 @@ export class Cpu extends StringInstructions {
           if (
             block !== undefined &&
             block.length <= remaining + 1 &&
-            (startFlags & (TF | RF)) === 0 &&
-            !this.breakpointsArmed &&
+            this.mayRunAhead &&
             this.eip + block.byteLength - 1 <= this.segLimit[Seg.CS]
           ) {
             const before = this.retired

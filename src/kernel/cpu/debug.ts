@@ -1,15 +1,8 @@
 import { RF, TF } from "./alu.ts"
 import { Paging } from "./paging.ts"
-import { Seg, Vector } from "./state.ts"
+import { type DebuggerWatchpoint, Seg, Vector } from "./state.ts"
 
 const DR6_BS = 1 << 14
-
-/** A host debugger's data watchpoint on linear addresses. */
-export interface DebuggerWatchpoint {
-  readonly linear: number
-  readonly length: number
-  readonly access: "write" | "read" | "read-write"
-}
 
 /** DR7 LEN encodings: 1, 2, 8 (undefined outside 64-bit mode; taken as 8), 4 bytes. */
 const BREAKPOINT_LENGTH = Int32Array.of(1, 2, 8, 4)

@@ -1,5 +1,5 @@
 import { Addressing } from "./addressing.ts"
-import { fit, signExtend } from "./alu.ts"
+import { fit, RF, signExtend, TF } from "./alu.ts"
 import { Decoder, Instruction } from "./decoder.ts"
 import { CR0_PG } from "./paging.ts"
 import { Seg, Vector } from "./state.ts"
@@ -34,6 +34,14 @@ export abstract class InstructionFetch extends Addressing {
    * every step is interpreted on its own, for comparison; the results are the same).
    */
   translationBlocks = true
+
+  /**
+   * Steps may run back to back, without the run loop's checks between them: blocks and
+   * batching are on, and no single-step trap, RF or breakpoint needs a look after each.
+   */
+  protected get mayRunAhead(): boolean {
+    return this.translationBlocks && (this.flags & (TF | RF)) === 0 && !this.breakpointsArmed
+  }
 
   /** Byte `index` of the instruction at CS:instructionStart, with the checks of an instruction fetch. */
   protected fetchCode(index: number): number {

@@ -57,6 +57,13 @@ export interface CpuInternalError {
   readonly reason: string
 }
 
+/** A host debugger's data watchpoint on linear addresses. */
+export interface DebuggerWatchpoint {
+  readonly linear: number
+  readonly length: number
+  readonly access: "write" | "read" | "read-write"
+}
+
 /** Thrown inside the interpreter for a guest exception; details in the Cpu's fault fields. */
 export class GuestFault {
   readonly _tag = "GuestFault"
@@ -177,7 +184,7 @@ export abstract class CpuState {
   /** DR6.B0-B3 of data breakpoints the instruction in progress hit. */
   protected dataBreakHit = 0
   /** A host debugger's watchpoints (see DebugFeatures.setDebuggerWatchpoints), and one bit per watchpoint accessed since it last looked. */
-  protected debuggerWatchpoints: ReadonlyArray<{ readonly linear: number; readonly length: number; readonly access: string }> = []
+  protected debuggerWatchpoints: ReadonlyArray<DebuggerWatchpoint> = []
   debuggerHits = 0
   /** The instruction checked its operand's alignment as a whole; its partial accesses do not. */
   protected alignmentChecked = false

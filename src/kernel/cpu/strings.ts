@@ -1,4 +1,4 @@
-import { DF, fit, RF, subFlags, TF, ZF } from "./alu.ts"
+import { DF, fit, subFlags, ZF } from "./alu.ts"
 import { type IoSize } from "./bus.ts"
 import { PortIo } from "./io.ts"
 import { Reg, Seg } from "./state.ts"
@@ -48,7 +48,7 @@ export abstract class StringInstructions extends PortIo {
   protected stringOp(kind: StringOp, size: number): void {
     const rep = this.repPrefix !== 0
     if (rep && this.countRegister() === 0) return
-    const batch = rep && this.translationBlocks && (this.flags & (TF | RF)) === 0 && !this.breakpointsArmed
+    const batch = rep && this.mayRunAhead
     const end = this.pc
     for (;;) {
       this.stringIteration(kind, size)

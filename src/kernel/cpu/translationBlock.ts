@@ -176,6 +176,12 @@ const effectiveAddress = (d: Instruction): string => {
 }
 
 /**
+ * A block of `n` instructions that ends by going back to its own start (`cond`) runs
+ * again at once while the budget allows, as QEMU chains a block to itself.
+ */
+const runAgainIf = (cond: string, n: number): string => `if (${cond} && done + ${2 * n} <= budget) { done += ${n}; continue; }`
+
+/**
  * A near jump to `eip + target` (taken when `cond`, unless null), then the block ends:
  * EIP becomes the target or `eip + next`. `before` runs once the jump is known to be
  * within the CS limit (LOOP's count update).
@@ -183,10 +189,9 @@ const effectiveAddress = (d: Instruction): string => {
 const jump = (osz: number, cond: string | null, reads: number, start: number, next: number, target: number, index: number, before = ""): Translated => {
   const t = osz === 4 ? `(eip + ${target}) >>> 0` : `(eip + ${target}) & 0xffff`
   const n = index + 1
-  // A jump back to the block's own start runs it again at once while the budget allows (QEMU chains blocks likewise).
   const taken =
     `t = ${t}; if (t > c.segLimit[1]) { c.flags = f; c.eip = eip + ${start}; return done + ${index}; } ` +
-    `${before}if (t === eip && done + ${2 * n} <= budget) { done += ${n}; continue; } c.flags = f; c.eip = t; return done + ${n};`
+    `${before}${runAgainIf("t === eip", n)} c.flags = f; c.eip = t; return done + ${n};`
   return {
     reads,
     writes: 0,
@@ -230,7 +235,7 @@ const stepped = (at: BlockFrame, start: number, next: number, index: number, end
   code: () =>
     `${sync(start, index)} c.stepInBlock(I[${index}]); f = c.flags; ` +
     (ends
-      ? `if (c.eip === eip && !c.stopRequested && done + ${2 * (index + 1)} <= budget) { done += ${index + 1}; continue; } return done + ${index + 1};`
+      ? `${runAgainIf("c.eip === eip && !c.stopRequested", index + 1)} return done + ${index + 1};`
       : afterAccess(at, next, index)),
   ends
 })
