@@ -39,7 +39,8 @@ export class KvmBackendUnsupported extends Data.TaggedError("KvmBackendUnsupport
  * What the machine config asks that only the model can give: on KVM the irqchip is the
  * kernel's (KVM_CREATE_IRQCHIP, KVM_CREATE_PIT2); split needs KVM_CAP_SPLIT_IRQCHIP and
  * userspace KVM_INTERRUPT with the interrupt window, neither wired to /dev/kvm yet; and
- * `-icount` scales instructions, which KVM does not count.
+ * `-icount` scales instructions, which KVM does not count; and its timers read the host
+ * clock themselves, which a recording cannot see (`--clock realtime`).
  */
 export const supportedOnBackend = (backend: Backend, config: MachineConfig): Effect.Effect<void, KvmBackendUnsupported> => {
   if (backend === "model") return Effect.void
@@ -50,6 +51,9 @@ export const supportedOnBackend = (backend: Backend, config: MachineConfig): Eff
   }
   if (config.icountShift !== undefined) {
     return Effect.fail(new KvmBackendUnsupported({ option: "--icount-shift", why: "real KVM counts no instructions" }))
+  }
+  if (config.clock === "realtime") {
+    return Effect.fail(new KvmBackendUnsupported({ option: "--clock realtime", why: "real KVM's timers follow the host clock unrecorded" }))
   }
   return Effect.void
 }

@@ -45,10 +45,17 @@ const checkpointEvery = integerOption("checkpoint-every", 1, Number.MAX_SAFE_INT
 
 const tsc = Options.choice("tsc", ["virtual", "realtime"]).pipe(
   Options.withDefault("virtual" as const),
-  Options.withDescription("what RDTSC reads: virtual time (default) or the host's counter, recorded as a host input")
+  Options.withDescription("what the TSC (RDTSC, RDMSR) reads: virtual time (default) or the host's counter, recorded as a host input")
 )
 
-const runCommand = Command.make("run", { image, mode, load, entry, mem, limit, irqchip, icountShift, record, json, checkpointEvery, tsc, backend: backendOption, gdb: Options.optional(gdbOption) }, (args) =>
+const clock = Options.choice("clock", ["virtual", "realtime"]).pipe(
+  Options.withDefault("virtual" as const),
+  Options.withDescription(
+    "what the timers (PIT, LAPIC timer, RTC) count: virtual time, instructions at 2^--icount-shift ns each (default), or the host's monotonic clock, as QEMU without -icount, its readings recorded as host inputs"
+  )
+)
+
+const runCommand = Command.make("run", { image, mode, load, entry, mem, limit, irqchip, icountShift, record, json, checkpointEvery, tsc, clock, backend: backendOption, gdb: Options.optional(gdbOption) }, (args) =>
   Effect.gen(function* () {
     const fs = yield* FileSystem.FileSystem
     const bytes = yield* fs.readFile(args.image)
@@ -62,7 +69,8 @@ const runCommand = Command.make("run", { image, mode, load, entry, mem, limit, i
       // Only what differs from the defaults, so that traces of default machines stay byte-identical to older ones.
       ...(args.irqchip === defaultIrqchip ? {} : { irqchip: args.irqchip }),
       ...(args.icountShift === 0 ? {} : { icountShift: args.icountShift }),
-      ...(args.tsc === "virtual" ? {} : { tsc: args.tsc })
+      ...(args.tsc === "virtual" ? {} : { tsc: args.tsc }),
+      ...(args.clock === "virtual" ? {} : { clock: args.clock })
     }
     yield* supportedOnBackend(args.backend, config)
     const summary = new RunSummary(args.backend === "kvm" ? "KVM_RUN calls" : "instructions")

@@ -29,10 +29,18 @@ export const MachineConfig = Schema.Struct({
   /** Absent in traces from before the chips were wired: `kernel`. */
   irqchip: Schema.optionalWith(IrqchipMode, { exact: true }),
   /**
-   * What RDTSC reads: `virtual` (absent), one tick per retired instruction; `realtime`,
-   * the host's counter, taken through the host-input service and recorded as HostTsc.
+   * What the TSC (RDTSC, RDMSR of IA32_TSC) counts: `virtual` (absent), one tick per
+   * retired instruction; `realtime`, the host's counter, taken through the host-input
+   * service and recorded as HostTsc.
    */
   tsc: Schema.optionalWith(Schema.Literal("virtual", "realtime"), { exact: true }),
+  /**
+   * What the timers (PIT, LAPIC timer, RTC) count: `virtual` (absent), instructions
+   * retired at 2^icountShift ns each, as QEMU's `-icount`; `realtime`, the host's
+   * monotonic clock, as QEMU without `-icount`, read through the host-input service and
+   * recorded as HostMonotonicClock (then icountShift, the rate of virtual time, must be absent).
+   */
+  clock: Schema.optionalWith(Schema.Literal("virtual", "realtime"), { exact: true }),
   /** One instruction is 2^shift ns of virtual time (QEMU's `-icount shift`); absent: 0. */
   icountShift: Schema.optionalWith(Schema.Int.pipe(Schema.between(0, 10)), { exact: true })
 })

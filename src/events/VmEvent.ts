@@ -118,14 +118,29 @@ export const HostClock = Schema.TaggedStruct("HostClock", {
 export type HostClock = typeof HostClock.Type
 
 /**
- * RDTSC in real-time mode: the host's time-stamp counter the kernel read for the guest
- * (`MachineConfig.tsc`). A host input like `HostInput`, replayed from the trace.
+ * RDTSC, or RDMSR / WRMSR of IA32_TSC, in real-time mode: the host's time-stamp counter
+ * the kernel read for the guest (`MachineConfig.tsc`; the guest sees it plus the TSC
+ * offset its WRMSR set). A host input like `HostInput`, replayed from the trace.
  */
 export const HostTsc = Schema.TaggedStruct("HostTsc", {
   ...common,
   value: Count
 })
 export type HostTsc = typeof HostTsc.Type
+
+/**
+ * In the real-time clock mode (`MachineConfig.clock`), a reading of the host's
+ * monotonic clock that the timers (KVM's hrtimers, QEMU's QEMU_CLOCK_VIRTUAL) now
+ * follow: taken where a timer could expire (every `CLOCK_POLL_INSNS` instructions while
+ * one is armed, and while the vCPU is halted) and kept only if it reached the deadline,
+ * or taken for a guest access to a timer register. `ns` counts from power-on. A host
+ * input like `HostInput`, replayed from the trace at the same point.
+ */
+export const HostMonotonicClock = Schema.TaggedStruct("HostMonotonicClock", {
+  ...common,
+  ns: Count
+})
+export type HostMonotonicClock = typeof HostMonotonicClock.Type
 
 /** Who hosts a chip: kvm.ko (in-kernel irqchip) or QEMU (userspace irqchip). */
 const HostedIn = Schema.Literal("kernel", "userspace")
@@ -313,6 +328,7 @@ export const VmEvent = Schema.Union(
   HostInput,
   HostClock,
   HostTsc,
+  HostMonotonicClock,
   Unassigned,
   SetIrq,
   PicSetIrq,

@@ -48,6 +48,8 @@ const body = (e: VmEvent): string => {
       return `host input ${e.source} ${printable(e.bytes)}`
     case "HostTsc":
       return `host tsc ${e.value}`
+    case "HostMonotonicClock":
+      return `host monotonic clock ${e.ns} ns`
     case "HostClock":
       return `host clock ${e.device} ${e.epochSeconds} s since the epoch`
     case "SetIrq":

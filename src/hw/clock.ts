@@ -5,6 +5,9 @@
  * crystal, the APIC bus) is a free-running counter of that time, so every conversion
  * here is exact integer arithmetic (BigInt inside, safe integers outside): the same
  * `now` always gives the same tick, on every machine.
+ *
+ * In real-time clock mode the chips are made with shift 0 and `now` is a recorded
+ * reading of the host's monotonic clock in ns: the same arithmetic, on host time.
  */
 
 /** Access width, as on the buses (structurally the same type the CPU's bus uses). */

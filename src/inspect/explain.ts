@@ -232,7 +232,15 @@ const explainers: { readonly [K in VmEventTag]?: Explainer<K> } = {
   PicSetIrq: (e) => [
     { text: `The 8259A PIC sees IRQ ${e.irq} go ${e.level ? "high" : "low"}${e.imr & (1 << (e.irq & 7)) ? ", but that line is masked" : ""}; its INTR output to the CPU is ${e.intr ? "high" : "low"}.` }
   ],
-  TimerExpiry: (e) => [{ text: `The ${e.timer.toUpperCase()} reaches its deadline in virtual time${e.count === 1 ? "" : ` (${e.count} periods)`}.`, terms: ["virtual time"] }],
+  TimerExpiry: (e) => [
+    { text: `The ${e.timer.toUpperCase()} reaches its deadline in virtual time, or on the host clock in real-time mode${e.count === 1 ? "" : ` (${e.count} periods)`}.`, terms: ["virtual time"] }
+  ],
+  HostMonotonicClock: (e) => [
+    {
+      text: `The timers' clock takes a reading of the host's monotonic clock, ${e.ns} ns since power-on, at t=${e.time}; the trace keeps it, so a replay gives the timers the same time at the same point.`,
+      terms: ["real-time clock mode", "host input"]
+    }
+  ],
   VcpuWakeup: (e) => [{ text: `The halted vCPU wakes; no instructions retire in HLT, so virtual time jumps ${e.waited} ahead to the next timer deadline.`, terms: ["virtual time"] }],
   RunEnd: (e) => [
     {

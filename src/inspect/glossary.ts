@@ -20,6 +20,8 @@ export const glossary = {
   "vCPU kick": "a way for the host to make KVM_RUN return promptly (QEMU sends a signal to the vCPU thread): KVM_EXIT_INTR",
   "host input": "something from outside the guest and machine (a key typed on the console); recorded with its virtual time so a replay is exact",
   "virtual time": "vmrr's clock: the number of guest instructions retired, so a replay sees every event at the same time",
+  "real-time clock mode":
+    "--clock realtime: the timers follow the host's monotonic clock, as QEMU's do without -icount; each reading that moves a timer, or that the guest reads, is recorded",
   "interrupt injection": "KVM writes an interrupt vector into the VM-entry interruption-information field; the guest takes it at entry",
   "exception injection": "KVM writes an exception vector (and error code) into the VM-entry interruption-information field, as if the instruction had raised it",
   "interrupt window":

@@ -127,6 +127,8 @@ export interface KvmEmulationState {
   interruptWindow?: "kernel" | "userspace"
   /** When a halted vCPU halted (for its `kvm_vcpu_wakeup`); absent: 0. */
   haltedAt?: number
+  /** The last KVM_RUN ended in a debugger's stop (KVM_EXIT_DEBUG), so the next entry is not traced; absent: false. */
+  debugStopped?: boolean
 }
 
 /**
@@ -285,6 +287,37 @@ export interface KvmHostTscApi {
 
 export const hasHostTsc = (vcpu: KvmVcpuApi): vcpu is KvmVcpuApi & KvmHostTscApi =>
   typeof (vcpu as Partial<KvmHostTscApi>).setHostTsc === "function"
+
+/**
+ * The model's real-time clock mode: KVM's timers (hrtimers) and QEMU's follow the host's
+ * monotonic clock. The model's kernel reads nothing from the host, so userspace hands
+ * the VM one clock, read through its host-input service, which records every reading
+ * it delivers. Both sides see the same `now`; `read` moves it.
+ */
+export interface KvmTimerClock {
+  /** The timers' time: the latest reading delivered, in ns since power-on. */
+  readonly now: number
+  /**
+   * Reads the host clock and delivers the reading only if it has reached `due`, so that
+   * a reading which would change nothing is not recorded; true if one was delivered.
+   * `halted`: a halted vCPU is waiting for it.
+   */
+  read(due: number, halted: boolean): boolean
+  /**
+   * QEMU's next timer deadline on this clock, set by userspace before KVM_RUN: KVM_RUN
+   * returns KVM_EXIT_INTR once a reading reaches it (QEMU's timer signalling the vCPU
+   * thread). +Infinity: none.
+   */
+  userspaceDeadline: number
+}
+
+/** The VM call that switches the timers to the host clock, before any chip is created. */
+export interface KvmTimerClockApi {
+  setTimerClock(clock: KvmTimerClock): void
+}
+
+export const hasTimerClock = (vm: KvmVmApi): vm is KvmVmApi & KvmTimerClockApi =>
+  typeof (vm as Partial<KvmTimerClockApi>).setTimerClock === "function"
 
 export const hasVcpuState = (vcpu: KvmVcpuApi): vcpu is KvmVcpuApi & KvmVcpuStateApi =>
   typeof (vcpu as Partial<KvmVcpuStateApi>).getEmulationState === "function"

@@ -1,5 +1,5 @@
 import { EptAccess } from "../events/exitReasons.ts"
-import type { PhysicalMemory } from "./cpu/bus.ts"
+import { codeGranuleMask, type PhysicalMemory } from "./cpu/bus.ts"
 import { FRAME_MMIO, FRAME_NOT_PRESENT, type Memslots } from "./memslots.ts"
 
 /** KVM cannot emulate this: the vCPU leaves with KVM_EXIT_INTERNAL_ERROR (emulation failure). */
@@ -27,6 +27,8 @@ export class Ept implements PhysicalMemory {
   private readonly slotMemory: Uint8Array[]
   private readonly slotBase: number[]
   readonly frameWrites: Uint32Array
+  readonly codeWrites: Uint32Array
+  readonly codeGranules: Uint32Array
 
   constructor(
     private readonly memslots: Memslots,
@@ -36,6 +38,8 @@ export class Ept implements PhysicalMemory {
     this.slotMemory = memslots.slotMemory
     this.slotBase = memslots.slotBase
     this.frameWrites = memslots.frameWrites
+    this.codeWrites = memslots.codeWrites
+    this.codeGranules = memslots.codeGranules
   }
 
   fetch8(gpa: number): number {
@@ -82,6 +86,7 @@ export class Ept implements PhysicalMemory {
     if (frame !== FRAME_NOT_PRESENT && frame !== FRAME_MMIO) {
       this.slotMemory[frame - 1][gpa - this.slotBase[frame - 1]] = value
       this.frameWrites[gpa >>> 12]++
+      if (this.codeGranules[gpa >>> 12] !== 0) this.codeWritten(gpa, gpa)
       return
     }
     this.slowWrite(gpa, 1, value & 0xff)
@@ -95,6 +100,7 @@ export class Ept implements PhysicalMemory {
       m[i] = value
       m[i + 1] = value >>> 8
       this.frameWrites[gpa >>> 12]++
+      if (this.codeGranules[gpa >>> 12] !== 0) this.codeWritten(gpa, gpa + 1)
       return
     }
     this.slowWrite(gpa, 2, value & 0xffff)
@@ -110,9 +116,18 @@ export class Ept implements PhysicalMemory {
       m[i + 2] = value >>> 16
       m[i + 3] = value >>> 24
       this.frameWrites[gpa >>> 12]++
+      if (this.codeGranules[gpa >>> 12] !== 0) this.codeWritten(gpa, gpa + 3)
       return
     }
     this.slowWrite(gpa, 4, value >>> 0)
+  }
+
+  /** A write to bytes `first`..`last` of a frame holding cached code: if it hit code, that code is stale. */
+  private codeWritten(first: number, last: number): void {
+    const frame = first >>> 12
+    if ((this.codeGranules[frame] & codeGranuleMask(first, last)) === 0) return
+    this.codeWrites[frame]++
+    this.codeGranules[frame] = 0
   }
 
   private slowRead(gpa: number, len: 1 | 2 | 4): number {
@@ -146,7 +161,7 @@ export class Ept implements PhysicalMemory {
     if (current !== FRAME_NOT_PRESENT) return current
     const slot = this.memslots.slotIndexOf(gpa)
     const entry = slot < 0 ? FRAME_MMIO : slot + 1
-    this.frames[index] = entry
+    this.memslots.setEptEntry(index, entry)
     this.exits.eptViolation(gpa, access | EptAccess.LINEAR_VALID | EptAccess.TRANSLATED, slot < 0 ? "mmio" : "mapped")
     return entry
   }

@@ -24,17 +24,28 @@ import {
   lapicNextDeadline,
   lapicPendingVector,
   lapicRead,
+  lapicTimerRegister,
   lapicWrite,
   LAPIC_SIZE,
   LVT_TIMER,
   type LapicState
 } from "../hw/intc/lapic.ts"
-import type { KvmMpState, KvmRunExit } from "./api.ts"
+import { pitHandlesPort } from "../hw/timer/i8254.ts"
+import type { KvmMpState, KvmRunExit, KvmTimerClock } from "./api.ts"
 import { CpuStop, type Cpu } from "./cpu/cpu.ts"
 import type { KvmIrqchip } from "./irqchip.ts"
+import { memoLast } from "./memo.ts"
 
 /** EFLAGS.IF. */
 const IF = 1 << 9
+
+/**
+ * Real-time mode: while a timer is armed, the running vCPU looks at the host clock
+ * whenever virtual time passes a multiple of this many instructions (where a host's
+ * timer interrupt would have kicked it). Points fixed in virtual time, so that a
+ * replay, and a stop for a debugger or a checkpoint, looks at the same points.
+ */
+export const CLOCK_POLL_INSNS = 1024
 
 /** The VM-wide half this vCPU needs: the in-kernel PIC/IOAPIC/PIT (kernel mode) and whether a LAPIC lives here. */
 export interface VmInterrupts {
@@ -42,6 +53,8 @@ export interface VmInterrupts {
   readonly shift: number
   /** KVM_CAP_SPLIT_IRQCHIP: the IOAPIC is in userspace and level EOIs go there. */
   readonly split: boolean
+  /** Real-time mode: the host clock the timers follow (then `shift` is 0); absent: they follow virtual time. */
+  readonly clock?: KvmTimerClock | undefined
 }
 
 /** What the vCPU's exit handlers log for this file (kept in one place, vcpu.ts). */
@@ -55,8 +68,15 @@ export interface ExitLog {
 type StopCause = "hlt-userspace" | "hlt-kernel" | "recheck" | "ioapic-eoi"
 
 export class VcpuInterrupts {
-  /** The in-kernel LAPIC (kernel and split irqchip), else undefined. */
-  lapic: LapicState | undefined
+  private lapicState: LapicState | undefined
+  /**
+   * The time of the last VM entry's timer check. Before the LAPIC timer's deadline
+   * nothing happens but its clock moving on, so the check leaves the state as it is
+   * and reading it (`lapic`) brings it to this time: the same state, without a new one per entry.
+   */
+  private timersAt = 0
+  private readonly lapicDeadline = memoLast(lapicNextDeadline)
+  private readonly lapicVector = memoLast(lapicPendingVector)
   /** KVM_INTERRUPT's vector, waiting for injection; -1 for none. */
   queuedVector = -1
   /** `kvm_run.request_interrupt_window`, set by userspace before KVM_RUN. */
@@ -68,6 +88,8 @@ export class VcpuInterrupts {
   haltedAt = 0
   private stopCause: StopCause | undefined
   private eoiVector = -1
+  /** Real-time mode: the running vCPU looks at the host clock again once virtual time reaches this. */
+  private nextPoll = 0
 
   constructor(
     private readonly id: number,
@@ -76,7 +98,21 @@ export class VcpuInterrupts {
     private readonly vm: VmInterrupts,
     private readonly exits: ExitLog
   ) {
-    if (vm.irqchip !== undefined || vm.split) this.lapic = lapicCreate({ shift: vm.shift, id, bsp: id === 0 })
+    if (vm.irqchip !== undefined || vm.split) this.lapicState = lapicCreate({ shift: vm.shift, id, bsp: id === 0 })
+  }
+
+  /** The in-kernel LAPIC (kernel and split irqchip), else undefined; as KVM_GET_LAPIC reads it. */
+  get lapic(): LapicState | undefined {
+    const s = this.lapicState
+    // Before the deadline: no expiry, only the clock moves on.
+    if (s !== undefined) this.lapicState = lapicAdvance(s, this.timersAt)
+    return this.lapicState
+  }
+
+  /** KVM_SET_LAPIC: the state stands as given until the next VM entry advances it. */
+  set lapic(state: LapicState | undefined) {
+    this.lapicState = state
+    this.timersAt = 0
   }
 
   private get time(): number {
@@ -94,7 +130,7 @@ export class VcpuInterrupts {
 
   /** `ready_for_interrupt_injection`: interruptible, nothing queued, and the LAPIC (if any) takes PIC interrupts. */
   get readyForInterruptInjection(): boolean {
-    return this.interruptible && this.queuedVector < 0 && (this.lapic === undefined || lapicAcceptsPicInterrupts(this.lapic))
+    return this.interruptible && this.queuedVector < 0 && (this.lapicState === undefined || lapicAcceptsPicInterrupts(this.lapicState))
   }
 
   interrupt(vector: number): void {
@@ -110,23 +146,69 @@ export class VcpuInterrupts {
 
   // ---- timers ---------------------------------------------------------------------
 
-  /** The next in-kernel timer deadline (PIT, LAPIC timer), or +Infinity. */
+  /**
+   * Where the vCPU must stop for its timers, in instructions retired: the next in-kernel
+   * deadline (PIT, LAPIC timer), or in real-time mode the next look at the host clock
+   * while any timer is armed; +Infinity for none.
+   */
   nextDeadline(): number {
+    if (this.vm.clock === undefined) return this.timerDeadline()
+    return Number.isFinite(this.timerDeadline()) ? this.nextPoll : Number.POSITIVE_INFINITY
+  }
+
+  /** The next timer deadline in the timers' time; in real-time mode QEMU's deadline counts too (it kicks the vCPU). */
+  private timerDeadline(): number {
     const pit = this.vm.irqchip?.nextDeadline()
-    const apic = this.lapic === undefined ? undefined : lapicNextDeadline(this.lapic)
-    return Math.min(pit ?? Number.POSITIVE_INFINITY, apic ?? Number.POSITIVE_INFINITY)
+    const apic = this.lapicTimerDeadline()
+    return Math.min(pit ?? Number.POSITIVE_INFINITY, apic ?? Number.POSITIVE_INFINITY, this.vm.clock?.userspaceDeadline ?? Number.POSITIVE_INFINITY)
+  }
+
+  /** The timers' time: virtual time, or in real-time mode the host clock's latest delivered reading. */
+  private get timerTime(): number {
+    return this.vm.clock?.now ?? this.time
+  }
+
+  /**
+   * The time a guest access to a timer register sees: in real-time mode, a fresh host
+   * reading if it is later, after what expired by then has fired (as at a VM entry).
+   */
+  private timerTimeForAccess(): number {
+    const clock = this.vm.clock
+    if (clock === undefined) return this.time
+    if (clock.read(clock.now + 1, false)) this.expireTimers()
+    return clock.now
+  }
+
+  /** The time an in-kernel chip's port sees: the PIT's ports read the clock, the PIC's need none. */
+  timeForPort(port: number): number {
+    return pitHandlesPort(port) ? this.timerTimeForAccess() : this.timerTime
+  }
+
+  /**
+   * Real-time mode: reads the host clock if a timer is armed, keeping the reading only
+   * if it reached the earliest deadline (a replay, finding none recorded here, decides
+   * the same); true if one was delivered.
+   */
+  private pollClock(clock: KvmTimerClock, halted: boolean): boolean {
+    const due = this.timerDeadline()
+    return Number.isFinite(due) && clock.read(due, halted)
+  }
+
+  private lapicTimerDeadline(): number | undefined {
+    return this.lapicState === undefined ? undefined : this.lapicDeadline(this.lapicState)
   }
 
   private expireTimers(): void {
-    const now = this.time
+    const now = this.timerTime
     this.vm.irqchip?.advance(now)
-    const lapic = this.lapic
+    const lapic = this.lapicState
     if (lapic === undefined) return
-    const deadline = lapicNextDeadline(lapic)
-    const next = lapicAdvance(lapic, now)
-    this.lapic = next
+    this.timersAt = now
+    const deadline = this.lapicTimerDeadline()
     if (deadline === undefined || deadline > now) return
-    this.log.push({ _tag: "TimerExpiry", seq: this.log.nextSeq, vcpu: this.id, time: now, timer: "lapic", count: 1, hostedIn: "kernel" })
+    const next = lapicAdvance(lapic, now)
+    this.lapicState = next
+    this.log.push({ _tag: "TimerExpiry", seq: this.log.nextSeq, vcpu: this.id, time: this.time, timer: "lapic", count: 1, hostedIn: "kernel" })
     if (next.irr !== lapic.irr) this.traceAccept(DM_FIXED, false, next.lvt[LVT_TIMER]! & 0xff)
   }
 
@@ -139,6 +221,7 @@ export class VcpuInterrupts {
    */
   beforeEntry(kickTime: number): { readonly exit: KvmRunExit; readonly detail?: string } | undefined {
     const cpu = this.cpu
+    const clock = this.vm.clock
     if (this.mpState === "halted") {
       for (;;) {
         this.expireTimers()
@@ -153,15 +236,26 @@ export class VcpuInterrupts {
           return { exit: { _tag: "KVM_EXIT_IRQ_WINDOW_OPEN", exitReason: KvmExit.KVM_EXIT_IRQ_WINDOW_OPEN } }
         }
         if (cpu.retired >= kickTime) return { exit: { _tag: "KVM_EXIT_INTR", exitReason: KvmExit.KVM_EXIT_INTR }, detail: "instruction budget reached" }
-        // Nothing retires while halted: virtual time runs on to what can wake the vCPU.
-        const wake = Math.min(kickTime, this.nextDeadline())
+        if (clock !== undefined && Number.isFinite(this.timerDeadline())) {
+          // Real time: the host clock must reach the deadline; until it has, userspace gets the vCPU back to wait.
+          if (clock.now >= clock.userspaceDeadline) return this.userspaceTimerDue()
+          if (this.pollClock(clock, true)) continue
+          return { exit: { _tag: "KVM_EXIT_INTR", exitReason: KvmExit.KVM_EXIT_INTR }, detail: "halted until the host clock reaches the next timer" }
+        }
+        // Nothing retires while halted: virtual time runs on to what can wake the vCPU (in real time, no timer is armed).
+        const wake = Math.min(kickTime, clock === undefined ? this.nextDeadline() : Number.POSITIVE_INFINITY)
         if (!Number.isFinite(wake)) {
           return { exit: { _tag: "KVM_EXIT_INTR", exitReason: KvmExit.KVM_EXIT_INTR }, detail: "halted with no timer and no kick to wake it" }
         }
         cpu.retired = wake
       }
     } else {
+      if (clock !== undefined && cpu.retired >= this.nextPoll && Number.isFinite(this.timerDeadline())) {
+        this.nextPoll = (Math.floor(cpu.retired / CLOCK_POLL_INSNS) + 1) * CLOCK_POLL_INSNS
+        this.pollClock(clock, false)
+      }
       this.expireTimers()
+      if (clock !== undefined && clock.now >= clock.userspaceDeadline) return this.userspaceTimerDue()
     }
     if (this.window !== undefined && this.interruptible) {
       // The window opened at an instruction that stopped the interpreter (STI, POPF, IRET).
@@ -187,6 +281,11 @@ export class VcpuInterrupts {
       this.setWindow(undefined)
     }
     return undefined
+  }
+
+  /** Real time: the host clock has reached a timer of QEMU's, which kicks the vCPU out to fire it. */
+  private userspaceTimerDue(): { readonly exit: KvmRunExit; readonly detail: string } {
+    return { exit: { _tag: "KVM_EXIT_INTR", exitReason: KvmExit.KVM_EXIT_INTR }, detail: "the host clock reached a timer of userspace" }
   }
 
   /** KVM_SET_VCPU_EVENTS and the model's emulation state: the window as a checkpoint saw it. */
@@ -234,9 +333,9 @@ export class VcpuInterrupts {
   /** Where the next interrupt would come from (KVM: ExtINT from the PIC or KVM_INTERRUPT first, then the LAPIC). */
   private pendingSource(): "KVM_INTERRUPT" | "pic" | "lapic" | undefined {
     if (this.queuedVector >= 0) return "KVM_INTERRUPT"
-    const lapic = this.lapic
+    const lapic = this.lapicState
     if ((lapic === undefined || lapicAcceptsPicInterrupts(lapic)) && this.vm.irqchip?.picIntr === true) return "pic"
-    if (lapic !== undefined && lapicPendingVector(lapic) >= 0) return "lapic"
+    if (lapic !== undefined && this.lapicVector(lapic) >= 0) return "lapic"
     return undefined
   }
 
@@ -248,8 +347,8 @@ export class VcpuInterrupts {
     } else if (source === "pic") {
       vector = this.vm.irqchip!.acknowledgePic()
     } else {
-      const ack = lapicAcknowledge(this.lapic!)
-      this.lapic = ack.state
+      const ack = lapicAcknowledge(this.lapicState!)
+      this.lapicState = ack.state
       vector = ack.vector
     }
     this.log.push({ _tag: "InjVirq", seq: this.log.nextSeq, vcpu: this.id, time: this.time, vector, source })
@@ -272,7 +371,7 @@ export class VcpuInterrupts {
 
   /** HLT's exit: blocked in the kernel with an in-kernel LAPIC and IF = 1, else to userspace (`KVM_EXIT_HLT`). */
   hlt(): "kernel" | "userspace" {
-    const inKernel = this.lapic !== undefined && this.ifFlag
+    const inKernel = this.lapicState !== undefined && this.ifFlag
     this.stop(inKernel ? "hlt-kernel" : "hlt-userspace")
     return inKernel ? "kernel" : "userspace"
   }
@@ -311,23 +410,27 @@ export class VcpuInterrupts {
   // ---- the in-kernel LAPIC ---------------------------------------------------------
 
   handlesMmio(gpa: number): boolean {
-    const lapic = this.lapic
+    const lapic = this.lapicState
     if (lapic === undefined || !lapicHwEnabled(lapic)) return false
     const base = (lapic.apicBase & 0xfffff000) >>> 0
     return gpa >= base && gpa < base + LAPIC_SIZE
   }
 
   mmioRead(gpa: number, size: 1 | 2 | 4): number {
+    const offset = gpa - ((this.lapicState!.apicBase & 0xfffff000) >>> 0)
+    const now = lapicTimerRegister(offset) ? this.timerTimeForAccess() : this.timerTime
     const lapic = this.lapic!
-    const r = lapicRead(lapic, gpa - ((lapic.apicBase & 0xfffff000) >>> 0), size, this.time)
-    this.lapic = r.state
+    const r = lapicRead(lapic, offset, size, now)
+    this.lapicState = r.state
     return r.value
   }
 
   mmioWrite(gpa: number, size: 1 | 2 | 4, value: number): void {
+    const offset = gpa - ((this.lapicState!.apicBase & 0xfffff000) >>> 0)
+    const now = lapicTimerRegister(offset) ? this.timerTimeForAccess() : this.timerTime
     const lapic = this.lapic!
-    const r = lapicWrite(lapic, gpa - ((lapic.apicBase & 0xfffff000) >>> 0), size, value, this.time)
-    this.lapic = r.state
+    const r = lapicWrite(lapic, offset, size, value, now)
+    this.lapicState = r.state
     if (r.state.irr !== lapic.irr && r.eoi === undefined) {
       // A self-IPI through the ICR.
       this.traceAccept((r.state.icrLow >> 8) & 7, false, r.state.icrLow & 0xff)
@@ -349,16 +452,16 @@ export class VcpuInterrupts {
 
   /** An interrupt message for this vCPU's LAPIC (IOAPIC, MSI): kvm_apic_accept_irq if it is the destination. */
   accept(msg: ApicMessage): void {
-    const lapic = this.lapic
+    const lapic = this.lapicState
     if (lapic === undefined || !lapicMatchDest(lapic, msg.logical, msg.dest)) return
-    this.lapic = lapicAcceptIrq(lapic, msg)
+    this.lapicState = lapicAcceptIrq(lapic, msg)
     this.traceAccept(msg.deliveryMode, msg.level, msg.vector)
   }
 
   private traceAccept(deliveryMode: number, level: boolean, vector: number): void {
     this.log.push({
       _tag: "ApicAcceptIrq", seq: this.log.nextSeq, vcpu: this.id, time: this.time,
-      apicId: this.lapic!.id & 0xff, deliveryMode, level, vector: vector & 0xff, hostedIn: "kernel"
+      apicId: this.lapicState!.id & 0xff, deliveryMode, level, vector: vector & 0xff, hostedIn: "kernel"
     })
   }
 }

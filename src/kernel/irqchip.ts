@@ -39,6 +39,7 @@ import {
 } from "../hw/intc/ioapic.ts"
 import { ioapicPinOfGsi, picLineOfGsi, PIT_GSI } from "../hw/pcIrqRouting.ts"
 import { pitAdvance, pitCreate, pitHandlesPort, pitIoRead, pitIoWrite, pitNextDeadline, type PitState } from "../hw/timer/i8254.ts"
+import { memoLast } from "./memo.ts"
 
 /** Where the chip's events are stamped: the vCPU whose exit (or ioctl) is being handled, at its virtual time. */
 export interface IrqchipClock {
@@ -49,8 +50,15 @@ export interface IrqchipClock {
 export class KvmIrqchip {
   pic: PicPairState = picInitial
   ioapic: IoapicState = ioapicInitial
-  /** After KVM_CREATE_PIT2. */
-  pit: PitState | undefined
+  private pitState: PitState | undefined
+  /**
+   * The time `advance` last brought the timers to. Before the PIT's next deadline
+   * nothing happens but its clock moving on, so `advance` leaves the state as it is
+   * and reading it (`pit`) brings it to this time: the same state, without a new one per VM entry.
+   */
+  private advancedTo = 0
+  private readonly pitDeadline = memoLast(pitNextDeadline)
+  private readonly picOutput = memoLast(picIntr)
 
   constructor(
     private readonly log: EventLog,
@@ -61,12 +69,26 @@ export class KvmIrqchip {
   ) {}
 
   createPit(): void {
-    this.pit = pitCreate(this.shift)
+    this.pitState = pitCreate(this.shift)
+  }
+
+  /** The PIT (after KVM_CREATE_PIT2), as KVM_GET_PIT2 reads it. */
+  get pit(): PitState | undefined {
+    const s = this.pitState
+    // Before the deadline: no edge, only the tick moves on.
+    if (s !== undefined) this.pitState = pitAdvance(s, this.advancedTo).state
+    return this.pitState
+  }
+
+  /** KVM_SET_PIT2: the state stands as given until the next VM entry advances it. */
+  set pit(state: PitState | undefined) {
+    this.pitState = state
+    this.advancedTo = 0
   }
 
   /** The PIC's INTR output (KVM's kvm_pic_read_irq is `acknowledgePic`). */
   get picIntr(): boolean {
-    return picIntr(this.pic)
+    return this.picOutput(this.pic)
   }
 
   /** The INTA cycle at injection: the vector the CPU gets. */
@@ -109,14 +131,17 @@ export class KvmIrqchip {
   // ---- PIT ------------------------------------------------------------------
 
   nextDeadline(): number | undefined {
-    return this.pit === undefined ? undefined : pitNextDeadline(this.pit)
+    return this.pitState === undefined ? undefined : this.pitDeadline(this.pitState)
   }
 
   /** Brings the PIT to `now`; each rising edge of OUT0 is a pulse on GSI 0, as KVM's PIT injects it. */
   advance(now: number): void {
-    if (this.pit === undefined) return
-    const r = pitAdvance(this.pit, now)
-    this.pit = r.state
+    if (this.pitState === undefined) return
+    this.advancedTo = now
+    const deadline = this.nextDeadline()
+    if (deadline === undefined || now < deadline) return
+    const r = pitAdvance(this.pitState, now)
+    this.pitState = r.state
     if (r.irq0Edges === 0) return
     const { vcpu, time } = this.now()
     this.log.push({ _tag: "TimerExpiry", seq: this.log.nextSeq, vcpu, time, timer: "pit", count: r.irq0Edges, hostedIn: "kernel" })
@@ -133,13 +158,13 @@ export class KvmIrqchip {
   // ---- port I/O and MMIO handled in the kernel ------------------------------
 
   handlesPort(port: number): boolean {
-    return picHandlesPort(port) || (this.pit !== undefined && pitHandlesPort(port))
+    return picHandlesPort(port) || (this.pitState !== undefined && pitHandlesPort(port))
   }
 
   pioRead(port: number, size: IoSize, now: number): number {
-    if (this.pit !== undefined && pitHandlesPort(port)) {
-      const r = pitIoRead(this.pit, port, now, size)
-      this.pit = r.state
+    if (this.pitState !== undefined && pitHandlesPort(port)) {
+      const r = pitIoRead(this.pitState, port, now, size)
+      this.pitState = r.state
       this.pulse(r.irq0Edges)
       return r.value
     }
@@ -149,9 +174,9 @@ export class KvmIrqchip {
   }
 
   pioWrite(port: number, size: IoSize, value: number, now: number): void {
-    if (this.pit !== undefined && pitHandlesPort(port)) {
-      const r = pitIoWrite(this.pit, port, value, now, size)
-      this.pit = r.state
+    if (this.pitState !== undefined && pitHandlesPort(port)) {
+      const r = pitIoWrite(this.pitState, port, value, now, size)
+      this.pitState = r.state
       this.pulse(r.irq0Edges)
       return
     }

@@ -7,6 +7,8 @@ import {
   type KvmIrqchip as KvmIrqchipState,
   type KvmIrqchipVmApi,
   type KvmMsi,
+  type KvmTimerClock,
+  type KvmTimerClockApi,
   type KvmVcpuApi,
   type KvmVmApi,
   type KvmVmStateApi,
@@ -18,12 +20,13 @@ import { Memslots } from "./memslots.ts"
 import { Vcpu } from "./vcpu.ts"
 
 /** A VM fd: memslots shared by its vCPUs, each with its own view through EPT. */
-export class Vm implements KvmVmApi, KvmVmStateApi, KvmIrqchipVmApi, VmInterrupts {
+export class Vm implements KvmVmApi, KvmVmStateApi, KvmIrqchipVmApi, KvmTimerClockApi, VmInterrupts {
   private readonly memslots = new Memslots()
   private readonly vcpus = new Map<number, Vcpu>()
   shift = 0
   irqchip: KvmIrqchip | undefined
   split = false
+  clock: KvmTimerClock | undefined
 
   constructor(private readonly log: EventLog) {}
 
@@ -57,6 +60,13 @@ export class Vm implements KvmVmApi, KvmVmStateApi, KvmIrqchipVmApi, VmInterrupt
     if (!Number.isInteger(shift) || shift < 0 || shift > 10) throw new RangeError(`icount shift ${shift} is out of range 0..10`)
     if (this.irqchip !== undefined || this.split) throw new RangeError("the icount shift must be set before the irqchip is created")
     this.shift = shift
+  }
+
+  /** Real-time mode: the chips then count ns of this clock (shift 0) instead of instructions. */
+  setTimerClock(clock: KvmTimerClock): void {
+    if (this.irqchip !== undefined || this.split) throw new RangeError("the timer clock must be set before the irqchip is created")
+    this.shift = 0
+    this.clock = clock
   }
 
   createIrqchip(): void {

@@ -14,11 +14,15 @@ export const MAX_MEMSLOTS = 254
  */
 export class Memslots {
   readonly frames = new Uint8Array(1 << 20)
-  /**
-   * Writes per frame, by any vCPU (see PhysicalMemory.frameWrites): the interpreters' decoded-
-   * instruction caches compare it. Whatever else writes guest RAM while vCPUs run must count here.
-   */
+  /** Writes per frame, by any vCPU: the dirty log compares it. */
   readonly frameWrites = new Uint32Array(1 << 20)
+  /**
+   * Writes per frame that hit code the interpreters cached, and where that code is (see
+   * PhysicalMemory.codeWrites). Whatever else writes guest RAM while vCPUs run must count
+   * in all three.
+   */
+  readonly codeWrites = new Uint32Array(1 << 20)
+  readonly codeGranules = new Uint32Array(1 << 20)
   readonly slotMemory: Uint8Array[] = []
   readonly slotBase: number[] = []
   private readonly slotIds: number[] = []
@@ -28,6 +32,11 @@ export class Memslots {
    * there, so dirty logging costs the hot path nothing.
    */
   private readonly dirtyBaseline = new Map<number, Uint32Array>()
+  /**
+   * The EPT's entries as the last full scan found them, until an entry changes: every
+   * checkpoint saves the EPT, and entries are built only on a frame's first touch.
+   */
+  private eptEntries: Array<[number, number]> | undefined
 
   /** KVM_SET_USER_MEMORY_REGION. Slots are page-aligned and never overlap. */
   setUserMemoryRegion(region: UserspaceMemoryRegion): void {
@@ -69,21 +78,39 @@ export class Memslots {
   }
 
   getEptEntries(): Array<[number, number]> {
-    const out: Array<[number, number]> = []
-    const frames = this.frames
-    for (let i = 0; i < frames.length; i++) if (frames[i] !== FRAME_NOT_PRESENT) out.push([i, frames[i]])
-    return out
+    if (this.eptEntries === undefined) {
+      const out: Array<[number, number]> = []
+      const frames = this.frames
+      // Four frames a word: most of the 2^20 are not present (0).
+      const words = new Uint32Array(frames.buffer, frames.byteOffset, frames.length >>> 2)
+      for (let w = 0; w < words.length; w++) {
+        if (words[w] === 0) continue
+        for (let i = w << 2; i < (w + 1) << 2; i++) if (frames[i] !== FRAME_NOT_PRESENT) out.push([i, frames[i]])
+      }
+      this.eptEntries = out
+    }
+    return this.eptEntries.map(([frame, entry]) => [frame, entry])
+  }
+
+  /** Builds one EPT entry (an EPT violation on a frame not present). */
+  setEptEntry(frame: number, entry: number): void {
+    this.frames[frame] = entry
+    this.eptEntries = undefined
   }
 
   /** Replaces the EPT; the frames' write counts move so that no vCPU keeps code decoded from before. */
   setEptEntries(entries: ReadonlyArray<readonly [number, number]>): void {
     this.frames.fill(FRAME_NOT_PRESENT)
+    this.eptEntries = undefined
     for (const [frame, entry] of entries) {
       if (!Number.isInteger(frame) || frame < 0 || frame >= this.frames.length) throw new RangeError(`EPT entry for frame ${frame}: no such frame`)
       if (entry !== FRAME_MMIO && !(entry >= 1 && entry <= this.slotMemory.length)) throw new RangeError(`EPT entry ${entry} for frame ${frame}: no such memslot`)
       this.frames[frame] = entry
     }
-    for (let i = 0; i < this.frameWrites.length; i++) this.frameWrites[i]++
+    for (let i = 0; i < this.frameWrites.length; i++) {
+      this.frameWrites[i]++
+      this.codeWrites[i]++
+    }
   }
 
   /** The index of the slot holding `gpa`, or -1 when it is MMIO. */

@@ -24,7 +24,7 @@ import {
   type KvmVcpuStateApi
 } from "./api.ts"
 import type { LapicState } from "../hw/intc/lapic.ts"
-import { LEAVE_CPU, LeaveCpu, type ExitingInstructions, type IoSize } from "./cpu/bus.ts"
+import { LEAVE_CPU, LeaveCpu, PORT_IO_LEAVES, type ExitingInstructions, type IoSize } from "./cpu/bus.ts"
 import { Cpu, CpuStop, Reg, Seg } from "./cpu/cpu.ts"
 import { EmulationFailure, Ept, type EptExits } from "./ept.ts"
 import type { Memslots } from "./memslots.ts"
@@ -32,8 +32,9 @@ import { VcpuInterrupts, type VmInterrupts } from "./interrupts.ts"
 import type { KvmIrqchip } from "./irqchip.ts"
 import { accessRightsOf, segmentOf } from "./segments.ts"
 
-/** One access the emulator completed with userspace's help, replayed when the instruction runs again. */
-type Completion = Readonly<KvmCompletion>
+type Mutable<T> = { -readonly [K in keyof T]: T[K] }
+type IoExit = Mutable<Extract<KvmRunExit, { _tag: "KVM_EXIT_IO" }>>
+type MmioExit = Mutable<Extract<KvmRunExit, { _tag: "KVM_EXIT_MMIO" }>>
 
 const hex = (n: number): string => `0x${(n >>> 0).toString(16)}`
 
@@ -44,7 +45,8 @@ const hex = (n: number): string => `0x${(n >>> 0).toString(16)}`
  *
  * An instruction that needs userspace (port I/O, MMIO) is abandoned with EIP on it;
  * when userspace has answered, the next KVM_RUN executes it again with the answers
- * queued as completions, as KVM's emulator does with `complete_userspace_io`.
+ * queued as completions, as KVM's emulator does with `complete_userspace_io`. An IN or
+ * OUT, which has nothing left to do but take the answer, is retired without the interpreter.
  */
 export class Vcpu implements KvmVcpuApi, KvmVcpuStateApi, KvmIrqchipVcpuApi, KvmHostTscApi, ExitingInstructions, EptExits {
   readonly cpu: Cpu
@@ -52,15 +54,29 @@ export class Vcpu implements KvmVcpuApi, KvmVcpuStateApi, KvmIrqchipVcpuApi, Kvm
   readonly irq: VcpuInterrupts
   private cpuidTable: ReadonlyArray<CpuidEntry> = []
   private kickTime = Number.POSITIVE_INFINITY
-  /** IA32_TSC minus virtual time, set by a guest WRMSR to the TSC. */
+  /** IA32_TSC minus what it counts (virtual time, or the host counter in real-time mode), set by a WRMSR to it. */
   private tscOffset = 0
   /** Real-time mode: the host's counter, as userspace provides it (see KvmHostTscApi). */
   private hostTsc: (() => number) | undefined
 
   /** The exit KVM_RUN returned last, read back on the next run (IN and MMIO read data). */
   private pendingExit: KvmRunExit | undefined
-  private readonly completions: Completion[] = []
+  /** The I/O and MMIO exits, reused by every exit as `kvm_run` is (a checkpoint gets copies). */
+  private readonly ioExit: IoExit = { _tag: "KVM_EXIT_IO", exitReason: KvmExit.KVM_EXIT_IO, direction: "out", port: 0, size: 1, count: 1, data: new Uint8Array(1) }
+  private readonly mmioExit: MmioExit = { _tag: "KVM_EXIT_MMIO", exitReason: KvmExit.KVM_EXIT_MMIO, physAddr: 0, isWrite: false, len: 1, data: new Uint8Array(1) }
+  private readonly exitData = { 1: new Uint8Array(1), 2: new Uint8Array(2), 4: new Uint8Array(4) }
+  /**
+   * Accesses the emulator completed with userspace's help, replayed when the instruction
+   * runs again: the first `completionCount` records (reused, not reallocated per exit).
+   */
+  private readonly completions: KvmCompletion[] = []
+  private completionCount = 0
   private completionCursor = 0
+  /**
+   * The instruction being emulated is an IN or OUT that left from this vCPU's own run
+   * (not a restored state and no register set since): the CPU may retire it without stepping it again.
+   */
+  private portIoLeft = false
   /** Re-executing an instruction that left for userspace: further accesses are part of the same emulation. */
   private emulating = false
   /** The VM exit for the current instruction is already in the log. */
@@ -121,12 +137,17 @@ export class Vcpu implements KvmVcpuApi, KvmVcpuStateApi, KvmIrqchipVcpuApi, Kvm
       let stop: CpuStop
       if (this.emulating) {
         if (cpu.retired >= this.debugStop) return this.debugExit()
-        this.completionCursor = 0
-        this.exitLogged = true
-        stop = this.guarded(1)
+        if (this.portIoLeft && this.completionCount === 1 && cpu.retireLeftPortIo(this.completions[0].value)) {
+          stop = CpuStop.Budget
+        } else {
+          this.completionCursor = 0
+          this.exitLogged = true
+          stop = this.guarded(1)
+        }
         if (stop !== CpuStop.Left) {
           this.emulating = false
-          this.completions.length = 0
+          this.completionCount = 0
+          this.portIoLeft = false
         }
         if (stop === CpuStop.Budget) continue
       } else {
@@ -198,14 +219,10 @@ export class Vcpu implements KvmVcpuApi, KvmVcpuStateApi, KvmIrqchipVcpuApi, Kvm
   }
 
   private leave(exit: KvmRunExit, detail?: string): KvmRunExit {
-    this.log.push({
-      _tag: "UserspaceExit",
-      seq: this.log.nextSeq,
-      vcpu: this.id,
-      time: this.cpu.retired,
-      exitReason: exit.exitReason,
-      ...(detail === undefined ? {} : { detail })
-    })
+    const log = this.log
+    // Two literals, not a spread: each event kind keeps one shape per variant.
+    if (detail === undefined) log.push({ _tag: "UserspaceExit", seq: log.nextSeq, vcpu: this.id, time: this.cpu.retired, exitReason: exit.exitReason })
+    else log.push({ _tag: "UserspaceExit", seq: log.nextSeq, vcpu: this.id, time: this.cpu.retired, exitReason: exit.exitReason, detail })
     this.pendingExit = exit
     return exit
   }
@@ -215,17 +232,30 @@ export class Vcpu implements KvmVcpuApi, KvmVcpuStateApi, KvmIrqchipVcpuApi, Kvm
     if (exit._tag === "KVM_EXIT_IO") {
       const value = readExitData(exit.data, 0, exit.size)
       if (exit.direction === "in") this.logPio("in", exit.port, exit.size, value)
-      this.completions.push({ kind: "pio", address: exit.port, size: exit.size, isWrite: exit.direction === "out", value })
+      this.complete("pio", exit.port, exit.size, exit.direction === "out", value)
     } else if (exit._tag === "KVM_EXIT_MMIO") {
       const value = readExitData(exit.data, 0, exit.len)
       if (!exit.isWrite) this.logMmio("read", exit.physAddr, exit.len, value)
-      this.completions.push({ kind: "mmio", address: exit.physAddr, size: exit.len, isWrite: exit.isWrite, value })
+      this.complete("mmio", exit.physAddr, exit.len, exit.isWrite, value)
     }
   }
 
+  private complete(kind: "pio" | "mmio", address: number, size: number, isWrite: boolean, value: number): void {
+    const c = this.completions[this.completionCount]
+    if (c === undefined) this.completions.push({ kind, address, size, isWrite, value })
+    else {
+      c.kind = kind
+      c.address = address
+      c.size = size
+      c.isWrite = isWrite
+      c.value = value
+    }
+    this.completionCount++
+  }
+
   /** The next queued completion if it answers this access; otherwise undefined (the access must leave). */
-  private takeCompletion(kind: "pio" | "mmio", address: number, size: number, isWrite: boolean): Completion | undefined {
-    if (this.completionCursor >= this.completions.length) return undefined
+  private takeCompletion(kind: "pio" | "mmio", address: number, size: number, isWrite: boolean): KvmCompletion | undefined {
+    if (this.completionCursor >= this.completionCount) return undefined
     const c = this.completions[this.completionCursor]
     if (c.kind !== kind || c.address !== address || c.size !== size || c.isWrite !== isWrite) {
       throw new Error(
@@ -244,30 +274,54 @@ export class Vcpu implements KvmVcpuApi, KvmVcpuStateApi, KvmIrqchipVcpuApi, Kvm
     const chip = this.irqchip
     if (chip?.handlesPort(port) === true) {
       this.logExit(ExitReason.IO_INSTRUCTION, qualification, "kernel")
-      const value = chip.pioRead(port, size, this.cpu.retired)
+      const value = chip.pioRead(port, size, this.irq.timeForPort(port))
       this.logPio("in", port, size, value)
       this.handledInKernel()
       return value
     }
     this.logExitOnce(ExitReason.IO_INSTRUCTION, qualification, "userspace")
-    this.pendingExit = { _tag: "KVM_EXIT_IO", exitReason: KvmExit.KVM_EXIT_IO, direction: "in", port, size, count: 1, data: new Uint8Array(size) }
-    throw LEAVE_CPU
+    this.pendingExit = this.ioExitOf("in", port, size, 0)
+    this.portIoLeft = true
+    return PORT_IO_LEAVES
   }
 
-  portOut(port: number, size: IoSize, value: number, qualification: number): void {
-    if (this.takeCompletion("pio", port, size, true) !== undefined) return
+  portOut(port: number, size: IoSize, value: number, qualification: number): boolean {
+    if (this.takeCompletion("pio", port, size, true) !== undefined) return false
     const chip = this.irqchip
     if (chip?.handlesPort(port) === true) {
       this.logExit(ExitReason.IO_INSTRUCTION, qualification, "kernel")
       this.logPio("out", port, size, value)
-      chip.pioWrite(port, size, value, this.cpu.retired)
+      chip.pioWrite(port, size, value, this.irq.timeForPort(port))
       this.handledInKernel()
-      return
+      return false
     }
     this.logExitOnce(ExitReason.IO_INSTRUCTION, qualification, "userspace")
     this.logPio("out", port, size, value)
-    this.pendingExit = { _tag: "KVM_EXIT_IO", exitReason: KvmExit.KVM_EXIT_IO, direction: "out", port, size, count: 1, data: exitDataOf(value, size) }
-    throw LEAVE_CPU
+    this.pendingExit = this.ioExitOf("out", port, size, value)
+    this.portIoLeft = true
+    return true
+  }
+
+  /** KVM_EXIT_IO for one access, `data` holding what the guest wrote (zeros for IN). */
+  private ioExitOf(direction: "in" | "out", port: number, size: IoSize, value: number): IoExit {
+    const exit = this.ioExit
+    exit.direction = direction
+    exit.port = port
+    exit.size = size
+    exit.data = this.exitData[size]
+    writeExitData(exit.data, 0, size, value)
+    return exit
+  }
+
+  /** KVM_EXIT_MMIO for one access, `data` holding what the guest wrote (zeros for a read). */
+  private mmioExitOf(gpa: number, isWrite: boolean, len: 1 | 2 | 4, value: number): MmioExit {
+    const exit = this.mmioExit
+    exit.physAddr = gpa
+    exit.isWrite = isWrite
+    exit.len = len
+    exit.data = this.exitData[len]
+    writeExitData(exit.data, 0, len, value)
+    return exit
   }
 
   mmioRead(gpa: number, len: 1 | 2 | 4): number {
@@ -282,7 +336,7 @@ export class Vcpu implements KvmVcpuApi, KvmVcpuStateApi, KvmIrqchipVcpuApi, Kvm
     }
     this.logExitOnce(ExitReason.EPT_MISCONFIG, 0, "userspace", gpa)
     this.logMmio("unsatisfied-read", gpa, len, 0)
-    this.pendingExit = { _tag: "KVM_EXIT_MMIO", exitReason: KvmExit.KVM_EXIT_MMIO, physAddr: gpa, isWrite: false, len, data: new Uint8Array(len) }
+    this.pendingExit = this.mmioExitOf(gpa, false, len, 0)
     throw LEAVE_CPU
   }
 
@@ -298,7 +352,7 @@ export class Vcpu implements KvmVcpuApi, KvmVcpuStateApi, KvmIrqchipVcpuApi, Kvm
     }
     this.logExitOnce(ExitReason.EPT_MISCONFIG, 0, "userspace", gpa)
     this.logMmio("write", gpa, len, value)
-    this.pendingExit = { _tag: "KVM_EXIT_MMIO", exitReason: KvmExit.KVM_EXIT_MMIO, physAddr: gpa, isWrite: true, len, data: exitDataOf(value, len) }
+    this.pendingExit = this.mmioExitOf(gpa, true, len, value)
     throw LEAVE_CPU
   }
 
@@ -398,7 +452,7 @@ export class Vcpu implements KvmVcpuApi, KvmVcpuStateApi, KvmIrqchipVcpuApi, Kvm
     let known = true
     switch (index >>> 0) {
       case MSR_IA32_TSC: {
-        const tsc = this.tsc()
+        const tsc = this.guestTsc()
         lo = tsc % 0x100000000
         hi = Math.floor(tsc / 0x100000000)
         break
@@ -423,14 +477,14 @@ export class Vcpu implements KvmVcpuApi, KvmVcpuStateApi, KvmIrqchipVcpuApi, Kvm
     return known
   }
 
-  /** MSR_WRITE (32): the same MSRs; a TSC write sets the offset from virtual time (KVM's kvm_write_tsc). */
+  /** MSR_WRITE (32): the same MSRs; a TSC write sets the offset that makes the TSC read the value now (KVM's kvm_write_tsc). */
   wrmsr(index: number, low: number, high: number): boolean {
     this.logExit(ExitReason.MSR_WRITE, 0, "kernel")
     const cpu = this.cpu
     let known = true
     switch (index >>> 0) {
       case MSR_IA32_TSC:
-        this.tscOffset = (high >>> 0) * 0x100000000 + (low >>> 0) - cpu.retired
+        this.tscOffset = (high >>> 0) * 0x100000000 + (low >>> 0) - this.tscSource()
         break
       case MSR_IA32_SYSENTER_CS:
         cpu.sysenterCs = low & 0xffff
@@ -460,25 +514,31 @@ export class Vcpu implements KvmVcpuApi, KvmVcpuStateApi, KvmIrqchipVcpuApi, Kvm
 
   /**
    * RDTSC (16). KVM normally lets RDTSC run without an exit; here it exits so that the
-   * value comes from virtual time (one tick per retired instruction) and replay stays
-   * deterministic.
+   * value comes from virtual time (one tick per retired instruction), or in real-time
+   * mode from a recorded host reading, and replay stays deterministic.
    */
   rdtsc(): void {
     this.logExit(ExitReason.RDTSC, 0, "kernel")
-    let tsc = this.tsc()
-    if (this.hostTsc !== undefined) {
-      // Real time: the host's counter, logged so that a replay reads the same.
-      tsc = Math.max(0, Math.floor(this.hostTsc()))
-      this.log.push({ _tag: "HostTsc", seq: this.log.nextSeq, vcpu: this.id, time: this.cpu.retired, value: tsc })
-    }
+    const tsc = this.guestTsc()
     this.cpu.regs[Reg.EAX] = tsc % 0x100000000
     this.cpu.regs[Reg.EDX] = Math.floor(tsc / 0x100000000)
     this.logEntryAfterSkip()
   }
 
-  /** The guest TSC: instructions retired plus the offset a WRMSR to IA32_TSC set (never negative). */
-  private tsc(): number {
-    return Math.max(0, this.cpu.retired + this.tscOffset)
+  /** The guest TSC, as RDTSC and RDMSR read it: the counter plus the offset a WRMSR to IA32_TSC set (never negative). */
+  private guestTsc(): number {
+    return Math.max(0, this.tscSource() + this.tscOffset)
+  }
+
+  /**
+   * What the guest TSC counts: retired instructions, or in real-time mode the host's
+   * counter, logged (HostTsc) so that a replay reads the same.
+   */
+  private tscSource(): number {
+    if (this.hostTsc === undefined) return this.cpu.retired
+    const value = Math.max(0, Math.floor(this.hostTsc()))
+    this.log.push({ _tag: "HostTsc", seq: this.log.nextSeq, vcpu: this.id, time: this.cpu.retired, value })
+    return value
   }
 
   /**
@@ -519,18 +579,17 @@ export class Vcpu implements KvmVcpuApi, KvmVcpuStateApi, KvmIrqchipVcpuApi, Kvm
 
   private logExit(reason: number, qualification: number, handledIn: "kernel" | "userspace", gpa?: number, rip = this.cpu.instructionStart): void {
     const cpu = this.cpu
-    this.log.push({
-      _tag: "VmExit",
-      seq: this.log.nextSeq,
-      vcpu: this.id,
-      time: cpu.retired,
-      reason,
-      qualification: qualification >>> 0,
-      ...(gpa === undefined ? {} : { guestPhysical: gpa >>> 0 }),
-      rip: rip >>> 0,
-      instructionLength: reportsInstructionLength(reason) ? cpu.instructionLength : 0,
-      handledIn
-    })
+    const log = this.log
+    const length = reportsInstructionLength(reason) ? cpu.instructionLength : 0
+    // Two literals, not a spread: each event kind keeps one shape per variant.
+    if (gpa === undefined) {
+      log.push({ _tag: "VmExit", seq: log.nextSeq, vcpu: this.id, time: cpu.retired, reason, qualification: qualification >>> 0, rip: rip >>> 0, instructionLength: length, handledIn })
+    } else {
+      log.push({
+        _tag: "VmExit", seq: log.nextSeq, vcpu: this.id, time: cpu.retired, reason, qualification: qualification >>> 0,
+        guestPhysical: gpa >>> 0, rip: rip >>> 0, instructionLength: length, handledIn
+      })
+    }
   }
 
   private logPio(direction: "in" | "out", port: number, size: IoSize, value: number): void {
@@ -558,6 +617,7 @@ export class Vcpu implements KvmVcpuApi, KvmVcpuStateApi, KvmIrqchipVcpuApi, Kvm
     r[Reg.ESI] = regs.rsi; r[Reg.EDI] = regs.rdi; r[Reg.ESP] = regs.rsp; r[Reg.EBP] = regs.rbp
     this.cpu.eip = regs.rip >>> 0
     this.cpu.setEflags(regs.rflags)
+    this.portIoLeft = false
   }
 
   getSregs(): KvmSregs {
@@ -594,6 +654,7 @@ export class Vcpu implements KvmVcpuApi, KvmVcpuStateApi, KvmIrqchipVcpuApi, Kvm
     }
     // KVM_SET_SREGS reloads the MMU context: no translation cached from before survives.
     c.flushTlb()
+    this.portIoLeft = false
   }
 
   // ---- state ioctls (snapshots) ------------------------------------------------
@@ -616,7 +677,8 @@ export class Vcpu implements KvmVcpuApi, KvmVcpuStateApi, KvmIrqchipVcpuApi, Kvm
     const out: KvmMsrEntry[] = []
     for (const index of indices) {
       switch (index) {
-        case MSR_IA32_TSC: out.push({ index, data: this.tsc() }); break
+        // The offset over virtual time, even in real-time mode: a checkpoint reads nothing from the host and restores the offset exactly.
+        case MSR_IA32_TSC: out.push({ index, data: c.retired + this.tscOffset }); break
         case MSR_IA32_SYSENTER_CS: out.push({ index, data: c.sysenterCs }); break
         case MSR_IA32_SYSENTER_ESP: out.push({ index, data: c.sysenterEsp >>> 0 }); break
         case MSR_IA32_SYSENTER_EIP: out.push({ index, data: c.sysenterEip >>> 0 }); break
@@ -649,26 +711,30 @@ export class Vcpu implements KvmVcpuApi, KvmVcpuStateApi, KvmIrqchipVcpuApi, Kvm
   }
 
   getEmulationState(): KvmEmulationState {
+    const exit = this.pendingExit
     return {
       instructionsRetired: this.cpu.retired,
-      pendingExit: this.pendingExit,
-      completions: this.completions.map((c) => ({ ...c })),
+      // The I/O and MMIO exit records are reused by the next exit.
+      pendingExit: exit !== undefined && "data" in exit ? { ...exit, data: exit.data.slice() } : exit,
+      completions: this.completions.slice(0, this.completionCount).map((c) => ({ ...c })),
       emulating: this.emulating,
       ...(this.irq.window === undefined ? {} : { interruptWindow: this.irq.window }),
-      haltedAt: this.irq.haltedAt
+      haltedAt: this.irq.haltedAt,
+      ...(this.resumingFromDebug ? { debugStopped: true } : {})
     }
   }
 
   setEmulationState(state: KvmEmulationState): void {
     this.cpu.retired = state.instructionsRetired
     this.pendingExit = state.pendingExit
-    this.completions.length = 0
-    for (const c of state.completions) this.completions.push({ ...c })
+    this.completionCount = 0
+    for (const c of state.completions) this.complete(c.kind, c.address, c.size, c.isWrite, c.value)
     this.completionCursor = 0
     this.emulating = state.emulating
+    this.portIoLeft = false
     this.irq.restoreWindow(state.interruptWindow, state.haltedAt ?? 0)
     this.exitLogged = state.emulating
-    this.resumingFromDebug = false
+    this.resumingFromDebug = state.debugStopped === true
     this.cpu.internalError = undefined
     this.cpu.flushTlb()
     this.cpu.dropDecodedInstructions()
@@ -700,9 +766,3 @@ const reportsInstructionLength = (reason: number): boolean =>
   reason !== ExitReason.TRIPLE_FAULT &&
   reason !== ExitReason.INTERRUPT_WINDOW
 
-/** A fresh `data` buffer holding what the guest wrote. */
-const exitDataOf = (value: number, size: number): Uint8Array => {
-  const data = new Uint8Array(size)
-  writeExitData(data, 0, size, value)
-  return data
-}

@@ -169,6 +169,11 @@ export class Bus {
     return entry === undefined ? undefined : { entry, offset: addr - entry.base }
   }
 
+  /** The name of the device claiming `addr`, if any. */
+  nameAt(addr: number): string | undefined {
+    return this.find(addr)?.name
+  }
+
   read(addr: number, size: IoSize): BusAccess {
     const entry = this.find(addr)
     if (entry === undefined) return { _tag: "Unassigned", value: this.unassignedOnes ? sizeMask(size) : 0 }
@@ -256,8 +261,11 @@ export class Bus {
 
   /** Binary search: called on every I/O exit. */
   private find(addr: number): MutableEntry | undefined {
-    const entry = this.entries[this.upperBound(addr) - 1]
-    return entry !== undefined && addr < entry.end ? entry : undefined
+    const at = this.upperBound(addr) - 1
+    // Never index with -1: V8 looks a negative index up as a named property, slowly.
+    if (at < 0) return undefined
+    const entry = this.entries[at]!
+    return addr < entry.end ? entry : undefined
   }
 
   /** Index of the first entry whose base is greater than `addr`. */

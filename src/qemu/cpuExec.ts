@@ -27,7 +27,8 @@ export const cpuExecOnce = (machine: Machine): RunOutcome | undefined => {
   switch (exit._tag) {
     case "KVM_EXIT_IO": {
       const outcome = dispatch(machine, exit)
-      updateSerialIrq(machine)
+      // Only serial0's own registers move its interrupt output (host input updates it as it arrives).
+      if (machine.pio.nameAt(exit.port) === SERIAL) updateSerialIrq(machine)
       return outcome
     }
     case "KVM_EXIT_MMIO":
@@ -70,13 +71,20 @@ const serialRoom = (machine: Machine): number => {
  */
 const armKick = (machine: Machine): void => {
   const input = machine.input
-  const limit = Math.min(machine.config.instructionLimit, machine.interrupts?.nextDeadline() ?? Number.POSITIVE_INFINITY)
+  const interrupts = machine.interrupts
+  const clock = interrupts?.clock
+  // In real time QEMU's timers wait for the host clock, which KVM watches for them.
+  if (clock !== undefined) clock.userspaceDeadline = interrupts!.nextDeadline()
+  const timers = clock === undefined ? interrupts?.nextDeadline() : undefined
+  const limit = Math.min(machine.config.instructionLimit, timers ?? Number.POSITIVE_INFINITY)
   if (input === noHostInput) return machine.vcpu.kickAt(limit)
   const now = machine.vcpu.instructionsRetired
-  let due = input.nextDelivery(now, serialRoom(machine))
+  // A vCPU halted in real time retires nothing: live input for it cannot wait for a later virtual time.
+  const idle = clock !== undefined && interrupts!.halted
+  let due = input.nextDelivery(now, serialRoom(machine), idle)
   while (due !== undefined && due <= now && now < machine.config.instructionLimit) {
     deliverHostInput(machine, input.deliver(now, serialRoom(machine)))
-    due = input.nextDelivery(now, serialRoom(machine))
+    due = input.nextDelivery(now, serialRoom(machine), idle)
   }
   machine.vcpu.kickAt(due === undefined ? limit : Math.min(due, limit))
 }

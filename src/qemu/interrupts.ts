@@ -12,6 +12,11 @@
  * Chip states are the plain data of `src/hw`, held in public fields so a checkpoint
  * can keep them. The RTC (IRQ8) and serial0 (IRQ4) drive their lines as levels. The RTC is created at the guest's first access to it, from the wall
  * clock the host-input port gives (a `HostClock` event, replayed from the trace).
+ *
+ * The timers count virtual time, or in real-time mode the host clock the VM was given
+ * (`KvmTimerClock`): then a guest access to a timer takes a fresh reading, and a
+ * deadline is handed to KVM (`userspaceDeadline`), which kicks the vCPU out when the
+ * clock reaches it.
  */
 import type { EventLog } from "../events/EventLog.ts"
 import type { IrqchipMode } from "../events/MachineConfig.ts"
@@ -56,19 +61,20 @@ import {
   lapicNextDeadline,
   lapicPendingVector,
   lapicRead,
+  lapicTimerRegister,
   lapicWrite,
   LAPIC_SIZE,
   LVT_TIMER,
   type LapicState
 } from "../hw/intc/lapic.ts"
 import { ioapicPinOfGsi, picLineOfGsi, PIT_GSI, RTC_GSI } from "../hw/pcIrqRouting.ts"
-import { rtcAdvance, rtcCreate, rtcHandlesPort, rtcIoRead, rtcIoWrite, rtcIrqLevel, rtcNextDeadline, type RtcState } from "../hw/rtc/mc146818.ts"
+import { RTC_PORT_DATA, rtcAdvance, rtcCreate, rtcHandlesPort, rtcIoRead, rtcIoWrite, rtcIrqLevel, rtcNextDeadline, type RtcState } from "../hw/rtc/mc146818.ts"
 import { pitAdvance, pitCreate, pitHandlesPort, pitIoRead, pitIoWrite, pitNextDeadline, type PitState } from "../hw/timer/i8254.ts"
 import { msiOf, type KvmIrqchipVcpuApi, type KvmIrqchipVmApi, type KvmVcpuApi, type KvmVmApi } from "../kernel/api.ts"
-import type { HostInputPort } from "./hostInput.ts"
+import type { HostInputPort, HostTimerClock } from "./hostInput.ts"
 
-const earliest = (...times: Array<number | undefined>): number =>
-  times.reduce<number>((min, t) => (t === undefined ? min : Math.min(min, t)), Number.POSITIVE_INFINITY)
+const earliest = (a: number | undefined, b: number | undefined, c: number | undefined): number =>
+  Math.min(a ?? Number.POSITIVE_INFINITY, b ?? Number.POSITIVE_INFINITY, c ?? Number.POSITIVE_INFINITY)
 
 export class QemuInterrupts {
   pic: PicPairState | undefined
@@ -87,7 +93,9 @@ export class QemuInterrupts {
     private readonly log: EventLog,
     private readonly vm: KvmVmApi & KvmIrqchipVmApi,
     private readonly vcpu: KvmVcpuApi & KvmIrqchipVcpuApi,
-    private readonly input: HostInputPort
+    private readonly input: HostInputPort,
+    /** Real-time mode: the clock the timers follow (`shift` is then 0). */
+    readonly clock?: HostTimerClock
   ) {
     if (mode !== "kernel") {
       this.pic = picInitial
@@ -97,12 +105,22 @@ export class QemuInterrupts {
     if (mode === "userspace") this.lapic = lapicCreate({ shift, id: vcpu.id, bsp: vcpu.id === 0 })
   }
 
+  /** The timers' time: virtual time, or in real-time mode the clock's latest delivered reading. */
   private get now(): number {
-    return this.vcpu.instructionsRetired
+    return this.clock?.now ?? this.vcpu.instructionsRetired
+  }
+
+  /**
+   * The time a guest access to a timer sees: in real-time mode, a fresh host reading if
+   * it is later, after what expired by then has fired (as before a KVM_RUN).
+   */
+  private nowForAccess(): number {
+    if (this.clock?.read(this.clock.now + 1, false) === true) this.advance()
+    return this.now
   }
 
   private stamp() {
-    return { seq: this.log.nextSeq, vcpu: this.vcpu.id, time: this.now }
+    return { seq: this.log.nextSeq, vcpu: this.vcpu.id, time: this.vcpu.instructionsRetired }
   }
 
   // ---- the board's lines ----------------------------------------------------------
@@ -168,7 +186,7 @@ export class QemuInterrupts {
 
   // ---- timers -----------------------------------------------------------------------
 
-  /** The next deadline of a timer QEMU hosts (what it arms KVM's kick for), or +Infinity. */
+  /** The next deadline of a timer QEMU hosts (what it arms KVM's kick for), in the timers' time, or +Infinity. */
   nextDeadline(): number {
     return earliest(
       this.pit === undefined ? undefined : pitNextDeadline(this.pit),
@@ -208,6 +226,11 @@ export class QemuInterrupts {
   }
 
   // ---- kvm_arch_pre_run and the exits ------------------------------------------------
+
+  /** The vCPU is halted (KVM_GET_MP_STATE), in the kernel or handed back to it by `onHlt`. */
+  get halted(): boolean {
+    return this.vcpu.getMpState() === "halted"
+  }
 
   /** CPU_INTERRUPT_HARD: an interrupt QEMU holds for the CPU. Never in kernel mode. */
   private hardInterrupt(): boolean {
@@ -282,7 +305,7 @@ export class QemuInterrupts {
   }
 
   read(space: "io" | "mmio", address: number, size: IoSize): number {
-    const now = this.now
+    const now = this.timeFor(space, address)
     if (space === "io") {
       if (rtcHandlesPort(address)) {
         const r = rtcIoRead(this.theRtc(), address, now, size)
@@ -311,7 +334,7 @@ export class QemuInterrupts {
   }
 
   write(space: "io" | "mmio", address: number, size: IoSize, value: number): void {
-    const now = this.now
+    const now = this.timeFor(space, address)
     if (space === "io") {
       if (rtcHandlesPort(address)) {
         this.rtc = rtcIoWrite(this.theRtc(), address, value, now, size)
@@ -337,6 +360,15 @@ export class QemuInterrupts {
     if (eoi === undefined) return
     this.log.push({ _tag: "Eoi", ...this.stamp(), apicId: lapic.id & 0xff, vector: eoi.vector, level: eoi.level, hostedIn: "userspace" })
     if (eoi.level && eoi.vector >= 0) this.ioapicEoi(eoi.vector)
+  }
+
+  /** The time an access sees: the PIT's ports, the RTC's data port and the LAPIC timer's registers read the clock. */
+  private timeFor(space: "io" | "mmio", address: number): number {
+    const timed =
+      space === "io"
+        ? address === RTC_PORT_DATA || (this.pit !== undefined && pitHandlesPort(address))
+        : this.lapic !== undefined && address >= this.lapicBase && address < this.lapicBase + LAPIC_SIZE && lapicTimerRegister(address - this.lapicBase)
+    return timed ? this.nowForAccess() : this.now
   }
 
   /** kvm_ack_irq for each in-service bit a PIC command cleared. */

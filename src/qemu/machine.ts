@@ -3,7 +3,7 @@ import * as ParseResult from "effect/ParseResult"
 import * as Schema from "effect/Schema"
 import { EventLog } from "../events/EventLog.ts"
 import { defaultIrqchip, MachineConfig } from "../events/MachineConfig.ts"
-import { hasHostTsc, hasIrqchipVcpu, hasIrqchipVm, type KvmSegment, type KvmSregs, type KvmVcpuApi, type KvmVmApi } from "../kernel/api.ts"
+import { hasHostTsc, hasIrqchipVcpu, hasIrqchipVm, hasTimerClock, type KvmSegment, type KvmSregs, type KvmVcpuApi, type KvmVmApi } from "../kernel/api.ts"
 import { createVm } from "../kernel/kvm.ts"
 import { Bus, type BusInsertError } from "./bus.ts"
 import { qemu32CpuidTable } from "./cpuid.ts"
@@ -12,7 +12,7 @@ import type { Device } from "./devices/device.ts"
 import { DEBUG_EXIT_BASE, DEBUG_EXIT_IO_SIZE, isaDebugExit } from "./devices/isaDebugExit.ts"
 import { COM1_BASE, UART_IO_SIZE, uart16550 } from "./devices/uart16550.ts"
 import { MachineSetupError } from "./errors.ts"
-import { type HostInputPort, noHostInput } from "./hostInput.ts"
+import { type HostInputPort, HostTimerClock, noHostInput } from "./hostInput.ts"
 import { QemuInterrupts } from "./interrupts.ts"
 
 const MiB = 1 << 20
@@ -112,6 +112,10 @@ const validate = (input: MachineConfig, image: Uint8Array): Either.Either<Machin
       config.mode !== "real" || (config.entry <= 0xffff && config.loadAddress <= 0xffff),
       `real mode starts at CS = 0, so the load address and entry must be below 0x10000 (got load ${hex(config.loadAddress)}, entry ${hex(config.entry)})`
     )
+    yield* check(
+      config.clock !== "realtime" || (config.icountShift ?? 0) === 0,
+      "--icount-shift sets the rate of virtual time, which the timers do not follow with --clock realtime"
+    )
     return config
   })
 
@@ -139,8 +143,19 @@ export const createMachine = (
 
     // As QEMU's kvm_irqchip_create (kernel_irqchip=on|split|off), before any vCPU.
     const irqchip = config.irqchip ?? defaultIrqchip
-    const shift = config.icountShift ?? 0
     const chips = hasIrqchipVm(vm)
+    // Real time: every timer follows the host clock, read only through the host-input port; the chips count its ns.
+    let clockVcpu: KvmVcpuApi | undefined
+    const timerClock =
+      config.clock === "realtime"
+        ? new HostTimerClock(hostInput, log, () => ({ vcpu: clockVcpu?.id ?? 0, time: clockVcpu?.instructionsRetired ?? 0 }))
+        : undefined
+    if (timerClock !== undefined) {
+      if (hostInput.monotonicClock === undefined) return yield* Either.left(new MachineSetupError({ reason: "--clock realtime needs a host clock, and this run's host input has none" }))
+      if (!hasTimerClock(vm)) return yield* Either.left(new MachineSetupError({ reason: "this kernel cannot run the timers on a recorded host clock (--clock realtime)" }))
+      vm.setTimerClock(timerClock)
+    }
+    const shift = timerClock === undefined ? (config.icountShift ?? 0) : 0
     if (chips) {
       vm.setIcountShift(shift)
       if (irqchip === "kernel") {
@@ -149,7 +164,8 @@ export const createMachine = (
       } else if (irqchip === "split") vm.enableSplitIrqchip()
     }
     const vcpu = vm.createVcpu(0)
-    const interrupts = chips && hasIrqchipVcpu(vcpu) ? new QemuInterrupts(irqchip, shift, log, vm, vcpu, hostInput) : undefined
+    clockVcpu = vcpu
+    const interrupts = chips && hasIrqchipVcpu(vcpu) ? new QemuInterrupts(irqchip, shift, log, vm, vcpu, hostInput, timerClock) : undefined
     vcpu.setCpuid(qemu32CpuidTable)
     vcpu.setSregs(initialSregs(vcpu.getSregs(), config.mode))
     // The stack starts just below the image, growing down.

@@ -18,14 +18,17 @@ export const CHUNK_EVENTS = 4096
 export const defaultCheckpointEvery = 20_000
 
 /**
- * Checkpoints while recording: at the first return to userspace at or after every
- * multiple of `every` instructions (a vCPU is saved between two KVM_RUNs, as QEMU does).
+ * Checkpoints while recording, at every multiple of `every` instructions: the vCPU is
+ * stopped there by KVM_SET_GUEST_DEBUG (a stop the event stream does not see, as a
+ * debugger's), saved between two KVM_RUNs as QEMU saves it, and run on. A halted vCPU
+ * retires nothing, so over a halt the checkpoint is taken where it wakes.
  */
 class Checkpointer {
   private next: number
 
-  constructor(private readonly every: number) {
+  constructor(private readonly every: number, machine: Machine) {
     this.next = every
+    this.arm(machine)
   }
 
   due(machine: Machine): boolean {
@@ -35,8 +38,14 @@ class Checkpointer {
   take(machine: Machine): Checkpoint | undefined {
     const time = machine.vcpu.instructionsRetired
     this.next = (Math.floor(time / this.every) + 1) * this.every
+    this.arm(machine)
     if (!isStateful(machine)) return undefined
     return { kind: "checkpoint", seq: machine.log.nextSeq, time, sections: saveVmState(machine) }
+  }
+
+  /** A kernel without the state ioctls takes no checkpoints, so it needs no stops. */
+  private arm(machine: Machine): void {
+    if (isStateful(machine)) machine.vcpu.setGuestDebug({ stopAtInstructionsRetired: this.next })
   }
 }
 
@@ -60,6 +69,8 @@ const runChunk = (machine: Machine, checkpointer: Checkpointer | undefined): Rec
       return { checkpoint, events: machine.log.drain(), done: true }
     }
     if (checkpointer?.due(machine) === true) break
+    // A halted vCPU waits for the host clock: the host gets its turn to wait (betweenChunks).
+    if (machine.input.idleUntil !== undefined) break
   }
   return { checkpoint, events: machine.log.drain(), done: false }
 }
@@ -116,7 +127,7 @@ export const recordMachine = (
     Effect.map(
       Effect.suspend(() => createMachine(config, image, options.kernel, options.input)),
       (machine) => {
-        const checkpointer = options.checkpointEvery === undefined ? undefined : new Checkpointer(options.checkpointEvery)
+        const checkpointer = options.checkpointEvery === undefined ? undefined : new Checkpointer(options.checkpointEvery, machine)
         const chunk = () => {
           const { checkpoint, events, done } = runChunk(machine, checkpointer)
           return [{ checkpoint, events }, done ? Option.none() : Option.some(undefined)] as const

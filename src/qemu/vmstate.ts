@@ -45,6 +45,8 @@ export interface StateSection {
    * loads it from every checkpoint up to the target, oldest first (guest RAM).
    */
   readonly incremental: boolean
+  /** Saved only by machines that have the part (undefined from `save`), so a checkpoint may lack it. */
+  readonly optional?: boolean
   save(machine: StatefulMachine): unknown
   load(machine: StatefulMachine, data: unknown): void
 }
@@ -85,7 +87,8 @@ const CpuSection = Schema.Struct({
     instructionsRetired: U32,
     pendingExit: Schema.optionalWith(PendingExit, { exact: true }),
     completions: Schema.Array(Schema.Struct({ kind: Schema.Literal("pio", "mmio"), address: U32, size: U32, isWrite: Schema.Boolean, value: U32 })),
-    emulating: Schema.Boolean
+    emulating: Schema.Boolean,
+    debugStopped: Schema.optionalWith(Schema.Boolean, { exact: true })
   })
 })
 const EptSection = Schema.Array(Schema.Tuple(U32, U32))
@@ -125,7 +128,9 @@ const cpuSection: StateSection = {
         instructionsRetired: emulation.instructionsRetired,
         ...(emulation.pendingExit === undefined ? {} : { pendingExit: emulation.pendingExit }),
         completions: emulation.completions,
-        emulating: emulation.emulating
+        emulating: emulation.emulating,
+        // A checkpoint taken inside a KVM_RUN (runMachine's Checkpointer) resumes without a traced entry.
+        ...(emulation.debugStopped === true ? { debugStopped: true } : {})
       }
     }
   },
@@ -137,7 +142,8 @@ const cpuSection: StateSection = {
         instructionsRetired: s.emulation.instructionsRetired,
         pendingExit: s.emulation.pendingExit as KvmRunExit | undefined,
         completions: s.emulation.completions,
-        emulating: s.emulation.emulating
+        emulating: s.emulation.emulating,
+        ...(s.emulation.debugStopped === true ? { debugStopped: true } : {})
       }
       vcpu.setEmulationState(emulation)
       vcpu.setRegs(s.regs)
@@ -198,16 +204,38 @@ const busSection = (name: "pio" | "mmio"): StateSection => ({
   }
 })
 
+const TimersSection = Schema.Struct({ ns: Schema.Number })
+
+/**
+ * Real-time mode: where the timers' clock stands, the host reading they last saw (as
+ * QEMU's "timer" section keeps its clock's offsets). Virtual-time machines have none:
+ * their clock is the instruction count.
+ */
+const timersSection: StateSection = {
+  name: "timers",
+  incremental: false,
+  optional: true,
+  save: ({ interrupts }) => (interrupts?.clock === undefined ? undefined : { ns: interrupts.clock.now }),
+  load: ({ interrupts }, data) => {
+    const { ns } = check("timers", TimersSection, data)
+    if (interrupts?.clock === undefined) throw new VmStateError({ section: "timers", reason: "the machine has no real-time clock (--clock realtime)" })
+    interrupts.clock.now = ns
+  }
+}
+
 /**
  * Every section, in load order: RAM and the EPT before the vCPU (whose load drops what
  * the interpreter cached from memory), interrupts after the vCPU, devices last.
  */
-export const stateSections: ReadonlyArray<StateSection> = [ramSection, eptSection, cpuSection, interruptSection, busSection("pio"), busSection("mmio")]
+export const stateSections: ReadonlyArray<StateSection> = [ramSection, eptSection, cpuSection, timersSection, interruptSection, busSection("pio"), busSection("mmio")]
 
 /** Every section's data now. */
 export const saveVmState = (machine: StatefulMachine): Record<string, unknown> => {
   const out: Record<string, unknown> = {}
-  for (const section of stateSections) out[section.name] = section.save(machine)
+  for (const section of stateSections) {
+    const data = section.save(machine)
+    if (data !== undefined) out[section.name] = data
+  }
   return out
 }
 
@@ -224,6 +252,7 @@ export const loadVmState = (
   for (const section of stateSections) {
     if (section.incremental) for (const e of earlier) if (e[section.name] !== undefined) section.load(machine, e[section.name])
     const data = target[section.name]
+    if (data === undefined && section.optional === true) continue
     if (data === undefined) throw new VmStateError({ section: section.name, reason: "missing from the checkpoint" })
     section.load(machine, data)
   }

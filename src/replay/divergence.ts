@@ -1,5 +1,6 @@
 import * as Data from "effect/Data"
 import { describeEvent } from "../events/describe.ts"
+import type { TraceCorrupt } from "../events/trace/errors.ts"
 import type { Checkpoint } from "../events/trace/schema.ts"
 import type { VmEvent } from "../events/VmEvent.ts"
 
@@ -93,6 +94,16 @@ export class ReplayDivergence extends Data.TaggedError("ReplayDivergence")<{
     const point = this.point
     const at = point === undefined ? [] : pointLines(["the recording", "the replay"], { registers: point.recorded, what: point.recordedFrom }, point.replay)
     return [...at, ...contextLines(this.context)]
+  }
+}
+
+/** The trace is damaged; everything before the damage was verified. */
+export class ReplayTraceDamaged extends Data.TaggedError("ReplayTraceDamaged")<{
+  readonly verified: number
+  readonly cause: TraceCorrupt
+}> {
+  override get message(): string {
+    return `${this.verified} events verified before the damage; ${this.cause.message}`
   }
 }
 

@@ -1,8 +1,9 @@
 /**
  * The one way host input enters a run: the `HostInput` service. A run takes its input
- * port from it; the live layer connects stdin and the host's wall clock (the RTC's
- * time), the replay layer plays back recorded HostInput and HostClock events and never
- * touches the host, the empty layer connects nothing and gives a fixed wall clock.
+ * port from it; the live layer connects stdin and the host's clocks (the RTC's wall
+ * clock, the TSC and the timers' monotonic clock in real-time modes), the replay layer
+ * plays back recorded HostInput, HostClock, HostTsc and HostMonotonicClock events and
+ * never touches the host, the empty layer connects nothing and gives a fixed wall clock.
  */
 import * as fs from "node:fs"
 import * as Context from "effect/Context"
@@ -33,6 +34,30 @@ const hostWallClock = (): number => Math.floor(Date.now() / 1000)
  * (Node has no TSC), read here, at the edge, and recorded as HostTsc.
  */
 const hostCounter = (): number => Number(process.hrtime.bigint() % 2n ** 52n)
+
+/**
+ * The host's monotonic clock for the timers in real-time mode, in ns from `origin` (the
+ * machine's power-on, near enough: the layer is built with the run), read here, at the
+ * edge, and recorded as HostMonotonicClock.
+ */
+const hostMonotonic = (origin: bigint) => (): number => Number(process.hrtime.bigint() - origin)
+
+/**
+ * Between chunks, when a halted vCPU waits for the host clock (`idleUntil`): the host
+ * waits until then, or until `wake` is called (input arrived), without blocking.
+ */
+const waitWhileIdle = (port: QueuedHostInput, origin: bigint, onWake: (wake: (() => void) | undefined) => void): Effect.Effect<void> =>
+  Effect.async<void>((resume) => {
+    const until = port.idleUntil
+    if (until === undefined) return resume(Effect.void)
+    const wake = () => resume(Effect.void)
+    const handle = setTimeout(wake, Math.max(0, Math.ceil((until - Number(process.hrtime.bigint() - origin)) / 1e6)))
+    onWake(wake)
+    return Effect.sync(() => {
+      clearTimeout(handle)
+      onWake(undefined)
+    })
+  })
 
 /** Nothing is connected: the guest reads an idle line (and the RTC a fixed time). */
 export const HostInputNone: Layer.Layer<HostInput> = Layer.succeed(HostInput, { port: noHostInput, betweenChunks: Effect.void })
@@ -72,8 +97,10 @@ export const hostInputLive = (stream: InputStream, onInterrupt: () => void): Lay
   Layer.scoped(
     HostInput,
     Effect.gen(function* () {
-      const port = new QueuedHostInput(hostWallClock, hostCounter)
+      const origin = process.hrtime.bigint()
+      const port = new QueuedHostInput(hostWallClock, hostCounter, hostMonotonic(origin))
       let open = true
+      let wake: (() => void) | undefined
       const onData = (data: Buffer | string) => {
         let bytes = typeof data === "string" ? Buffer.from(data) : data
         if (stream.isTTY === true) {
@@ -84,6 +111,7 @@ export const hostInputLive = (stream: InputStream, onInterrupt: () => void): Lay
           }
         }
         if (bytes.length > 0) port.push(Uint8Array.from(bytes))
+        wake?.()
       }
       const onEnd = () => {
         open = false
@@ -104,7 +132,8 @@ export const hostInputLive = (stream: InputStream, onInterrupt: () => void): Lay
           })
       )
       // Once the input has ended and everything is queued, the host has nothing more to give.
-      return { port, betweenChunks: Effect.suspend(() => (open ? hostTurn : Effect.void)) }
+      const idle = waitWhileIdle(port, origin, (w) => (wake = w))
+      return { port, betweenChunks: Effect.suspend(() => (port.idleUntil !== undefined ? idle : open ? hostTurn : Effect.void)) }
     })
   )
 
@@ -124,7 +153,11 @@ export const HostInputStdin: Layer.Layer<HostInput> = Layer.unwrapEffect(
   Effect.sync(() =>
     stdinIsInteractive()
       ? hostInputLive(process.stdin, () => process.kill(process.pid, "SIGINT"))
-      : Layer.succeed(HostInput, { port: { ...noHostInput, wallClock: hostWallClock, hostTsc: hostCounter }, betweenChunks: Effect.void })
+      : Layer.sync(HostInput, () => {
+          const origin = process.hrtime.bigint()
+          const port = new QueuedHostInput(hostWallClock, hostCounter, hostMonotonic(origin))
+          return { port, betweenChunks: waitWhileIdle(port, origin, () => {}) }
+        })
   )
 )
 
@@ -146,8 +179,9 @@ export const recordWithHostInput = (
   Stream.unwrap(Effect.map(HostInput, (input) =>
     recordMachine(config, image, { kernel, input: input.port, betweenChunks: input.betweenChunks, checkpointEvery })))
 
-/** Serial input and the RTC's wall clock: what a replay feeds back. */
-export const isHostInput = (e: VmEvent): e is RecordedHostInput => e._tag === "HostInput" || e._tag === "HostClock" || e._tag === "HostTsc"
+/** Serial input and the host's clocks: what a replay feeds back. */
+export const isHostInput = (e: VmEvent): e is RecordedHostInput =>
+  e._tag === "HostInput" || e._tag === "HostClock" || e._tag === "HostTsc" || e._tag === "HostMonotonicClock"
 
 /** The HostInput events of a recording, in order: what a replay feeds back. */
 export const recordedInputs = (events: Iterable<VmEvent>): RecordedHostInput[] => {

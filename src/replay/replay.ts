@@ -1,48 +1,51 @@
-import * as Data from "effect/Data"
+import * as Chunk from "effect/Chunk"
 import * as Effect from "effect/Effect"
+import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
-import type { VmEvent } from "../events/VmEvent.ts"
-import type { RecordedHostInput } from "../qemu/hostInput.ts"
 import { eventsEqual } from "../events/trace/equality.ts"
-import type { TraceCorrupt, TraceError } from "../events/trace/errors.ts"
-import type { TraceHeader } from "../events/trace/schema.ts"
+import type { TraceError } from "../events/trace/errors.ts"
 import { openTrace } from "../events/trace/reader.ts"
+import type { TraceHeader } from "../events/trace/schema.ts"
+import { openSeekableTrace, type SeekableTrace } from "../events/trace/traceIndex.ts"
+import type { VmEvent } from "../events/VmEvent.ts"
+import { cpuExecOnce, logRunEnd } from "../qemu/cpuExec.ts"
 import type { MachineSetupError } from "../qemu/errors.ts"
-import { openSeekableTrace } from "../events/trace/traceIndex.ts"
-import { CONTEXT_EVENTS, ReplayDivergence } from "./divergence.ts"
+import type { RecordedHostInput } from "../qemu/hostInput.ts"
+import { createMachine, type Machine } from "../qemu/machine.ts"
+import { CONTEXT_EVENTS, ReplayDivergence, ReplayTraceDamaged } from "./divergence.ts"
 import { withDivergencePoint } from "./divergencePoint.ts"
-import { hostInputReplay, isHostInput, runWithHostInput } from "./hostInput.ts"
+import { HostInput, hostInputReplay, isHostInput } from "./hostInput.ts"
 import { modelOnKvmClock } from "./kvmClock.ts"
+import { ReplaySession, sessionEffect, type SessionFailure } from "./session.ts"
 import { isUserspaceVisible, UserspaceComparison } from "./userspaceView.ts"
 
-export { CONTEXT_EVENTS, contextLines, ReplayDivergence } from "./divergence.ts"
-
-/** The trace is damaged; everything before the damage was verified. */
-export class ReplayTraceDamaged extends Data.TaggedError("ReplayTraceDamaged")<{
-  readonly verified: number
-  readonly cause: TraceCorrupt
-}> {
-  override get message(): string {
-    return `${this.verified} events verified before the damage; ${this.cause.message}`
-  }
-}
+export { CONTEXT_EVENTS, contextLines, ReplayDivergence, ReplayTraceDamaged } from "./divergence.ts"
 
 export interface ReplayReport {
   readonly verified: number
 }
 
-export type ReplayError = TraceError | MachineSetupError | ReplayDivergence | ReplayTraceDamaged
+export type ReplayError = TraceError | MachineSetupError | SessionFailure
 
 /**
  * Rebuilds the machine from the trace header, re-executes the guest and compares
  * every produced event with the recorded one, in order. The first difference, a
  * missing event or an extra one stops the replay.
+ *
+ * A trace of the model replays in a replay session from its start (session.ts): plain
+ * synchronous code reading one chunk at a time, which also checks the machine's state
+ * at every recorded checkpoint. A trace from real KVM (or one without events) goes
+ * through `replayEvents`.
  */
 export const replayTrace = (path: string): Effect.Effect<ReplayReport, ReplayError> =>
-  Effect.flatMap(traceInputs(path), (inputs) =>
-    Effect.scoped(Effect.flatMap(openTrace(path), (trace) => replayEvents(trace.header, trace.events, inputs)))).pipe(
+  Effect.scoped(Effect.flatMap(openSeekableTrace(path), (trace) => replaySeekable(path, trace))).pipe(
     Effect.catchTag("ReplayDivergence", (d) => Effect.flip(locateDivergence(path, d)))
   )
+
+const replaySeekable = (path: string, trace: SeekableTrace): Effect.Effect<ReplayReport, ReplayError, Scope.Scope> =>
+  trace.header.backend === "kvm" || trace.index.eventCount === 0
+    ? Effect.flatMap(openTrace(path), (opened) => replayEvents(opened.header, opened.events, traceInputs(trace)))
+    : Effect.map(sessionEffect(() => new ReplaySession(trace).replayToEnd()), (verified) => ({ verified }))
 
 /** The divergence with the machine at its point (registers, instruction), when the trace can be seeked. */
 const locateDivergence = (path: string, d: ReplayDivergence): Effect.Effect<ReplayDivergence> =>
@@ -55,23 +58,19 @@ const locateDivergence = (path: string, d: ReplayDivergence): Effect.Effect<Repl
  * reaches its time. The index says which events they are, so only their chunks are
  * read; damage is left for the replay to report (the inputs before it are enough).
  */
-const traceInputs = (path: string): Effect.Effect<RecordedHostInput[], TraceError> =>
-  Effect.scoped(
-    Effect.flatMap(openSeekableTrace(path), (trace) =>
-      Effect.sync(() => {
-        const inputs: RecordedHostInput[] = []
-        try {
-          for (const seq of trace.index.inputSeqs) {
-            const i = trace.chunkOfEvent(seq)
-            const event = trace.chunk(i)[seq - trace.index.chunkSeqs[i]!]
-            if (event !== undefined && isHostInput(event)) inputs.push(event)
-          }
-        } catch {
-          // A damaged chunk: the replay stops there with the damage, after the inputs read so far.
-        }
-        return inputs
-      }))
-  )
+const traceInputs = (trace: SeekableTrace): RecordedHostInput[] => {
+  const inputs: RecordedHostInput[] = []
+  try {
+    for (const seq of trace.index.inputSeqs) {
+      const i = trace.chunkOfEvent(seq)
+      const event = trace.chunk(i)[seq - trace.index.chunkSeqs[i]!]
+      if (event !== undefined && isHostInput(event)) inputs.push(event)
+    }
+  } catch {
+    // A damaged chunk: the replay stops there with the damage, after the inputs read so far.
+  }
+  return inputs
+}
 
 /**
  * Replays a recording given its header and its events, from a file or from memory.
@@ -87,28 +86,79 @@ export const replayEvents = (
   recorded: Stream.Stream<VmEvent, TraceError>,
   inputs: ReadonlyArray<RecordedHostInput> = []
 ): Effect.Effect<ReplayReport, ReplayError> =>
-  Effect.suspend((): Effect.Effect<ReplayReport, ReplayError> => {
+  Effect.suspend(() => {
     const onKvm = header.backend === "kvm"
-    const comparison = new UserspaceComparison()
-    const same = onKvm ? (a: VmEvent, b: VmEvent) => comparison.equal(a, b) : eventsEqual
-    const view = (s: Stream.Stream<VmEvent, TraceError | MachineSetupError>) => (onKvm ? Stream.filter(s, isUserspaceVisible) : s)
-    const context: VmEvent[] = []
-    let verified = 0
-    const compared = Stream.zipAll(view(recorded), {
-      other: view(Stream.provideLayer(runWithHostInput(header.config, header.image, onKvm ? modelOnKvmClock : undefined), hostInputReplay(inputs))),
-      defaultSelf: undefined as VmEvent | undefined,
-      defaultOther: undefined as VmEvent | undefined
+    const built = Effect.flatMap(HostInput, ({ port }) => createMachine(header.config, header.image, onKvm ? modelOnKvmClock : undefined, port))
+    return Effect.flatMap(Effect.provide(built, hostInputReplay(inputs)), (machine) => {
+      const check = new EventCheck(machine, onKvm)
+      const failed = (d: ReplayDivergence | undefined) => (d === undefined ? Effect.void : Effect.fail(d))
+      return Stream.runForEachChunk(recorded, (events) => Effect.suspend(() => failed(check.recorded(events)))).pipe(
+        Effect.zipRight(Effect.suspend(() => failed(check.end()))),
+        Effect.catchTag("TraceCorrupt", (cause) => Effect.fail(new ReplayTraceDamaged({ verified: check.verified, cause }))),
+        Effect.map(() => ({ verified: check.verified }))
+      )
     })
-    return Stream.runForEach(compared, ([expected, actual]) => {
-      if (expected !== undefined && actual !== undefined && same(expected, actual)) {
-        verified++
-        context.push(expected)
-        if (context.length > CONTEXT_EVENTS) context.shift()
-        return Effect.void
-      }
-      return Effect.fail(new ReplayDivergence({ index: verified, expected, actual, context: context.slice() }))
-    }).pipe(
-      Effect.catchTag("TraceCorrupt", (cause) => Effect.fail(new ReplayTraceDamaged({ verified, cause }))),
-      Effect.map(() => ({ verified }))
-    )
   })
+
+/**
+ * The synchronous core of `replayEvents`: runs the vCPU loop as far as the recorded
+ * events it is handed, one chunk at a time, and compares each produced event with the
+ * recorded one (on KVM's traces, only what userspace sees).
+ */
+class EventCheck {
+  /** Events verified so far: the index of the next one. */
+  verified = 0
+  private produced: VmEvent[] = []
+  private next = 0
+  private ended = false
+  /** The last CONTEXT_EVENTS verified events, a ring indexed by `verified`. */
+  private readonly context: VmEvent[] = []
+  private readonly same: (recorded: VmEvent, produced: VmEvent) => boolean
+
+  constructor(private readonly machine: Machine, private readonly onKvm: boolean) {
+    const comparison = new UserspaceComparison()
+    this.same = onKvm ? (a, b) => comparison.equal(a, b) : eventsEqual
+  }
+
+  /** The first recorded event that differs from the run, if any. */
+  recorded(events: Chunk.Chunk<VmEvent>): ReplayDivergence | undefined {
+    for (const expected of Chunk.toReadonlyArray(events)) {
+      if (this.onKvm && !isUserspaceVisible(expected)) continue
+      const actual = this.produce()
+      if (actual === undefined || !this.same(expected, actual)) return this.divergence(expected, actual)
+      this.context[this.verified % CONTEXT_EVENTS] = expected
+      this.verified++
+    }
+    return undefined
+  }
+
+  /** The recording has ended: so must the run. */
+  end(): ReplayDivergence | undefined {
+    const actual = this.produce()
+    return actual === undefined ? undefined : this.divergence(undefined, actual)
+  }
+
+  /** The run's next event (that is compared), running the vCPU loop as far as needed; undefined once the run is over. */
+  private produce(): VmEvent | undefined {
+    for (;;) {
+      while (this.next < this.produced.length) {
+        const event = this.produced[this.next++]!
+        if (!this.onKvm || isUserspaceVisible(event)) return event
+      }
+      if (this.ended) return undefined
+      const outcome = cpuExecOnce(this.machine)
+      if (outcome !== undefined) {
+        logRunEnd(this.machine, outcome)
+        this.ended = true
+      }
+      this.produced = this.machine.log.drain()
+      this.next = 0
+    }
+  }
+
+  private divergence(expected: VmEvent | undefined, actual: VmEvent | undefined): ReplayDivergence {
+    const n = Math.min(this.verified, CONTEXT_EVENTS)
+    const context = Array.from({ length: n }, (_, k) => this.context[(this.verified - n + k) % CONTEXT_EVENTS]!)
+    return new ReplayDivergence({ index: this.verified, expected, actual, context })
+  }
+}

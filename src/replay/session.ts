@@ -14,12 +14,14 @@
  *   session.readPhysical(0x7c00, 16)
  *   session.readLinear(0x7c00, 16)  // through the guest's page tables; undefined if unmapped
  *   session.position                // { time, seq }: instructions retired, events produced
+ *   session.replayToEnd()           // vmrr replay: on to the end of the run
  *
  * and backwards with `reverse.ts` (step back, previous event, previous write). The
  * methods are synchronous, for a debugger's packet loop; they throw tagged errors:
  * `SessionError` (a position the recording does not have), `ReplayDivergence` (the
  * model did something else than the recording), `TraceCorrupt` / `TraceIoError` (the
- * file), `VmStateError` (a checkpoint that does not load).
+ * file; `replayToEnd` says ReplayTraceDamaged, with how far it verified), `VmStateError`
+ * (a checkpoint that does not load).
  *
  * Positions. Virtual time t is "t instructions have retired". The state at time t is
  * the one the run is in when the t-th instruction has just retired, before anything
@@ -34,8 +36,10 @@ import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import type * as Scope from "effect/Scope"
 import { eventsEqual } from "../events/trace/equality.ts"
-import type { TraceError } from "../events/trace/errors.ts"
+import { TraceCorrupt, type TraceError } from "../events/trace/errors.ts"
+import { packEvents } from "../events/trace/packedEvents.ts"
 import { lastAtOrBefore, openSeekableTrace, type SeekableTrace } from "../events/trace/traceIndex.ts"
+import type { EventLog } from "../events/EventLog.ts"
 import type { Checkpoint } from "../events/trace/schema.ts"
 import type { VmEvent } from "../events/VmEvent.ts"
 import type { KvmRegs, KvmSregs } from "../kernel/api.ts"
@@ -43,9 +47,9 @@ import { disassemble } from "../kernel/cpu/disassembler.ts"
 import { createVm } from "../kernel/kvm.ts"
 import { cpuExecOnce, logRunEnd, type RunOutcome } from "../qemu/cpuExec.ts"
 import { type RecordedHostInput, ScheduledHostInput } from "../qemu/hostInput.ts"
-import { createMachine } from "../qemu/machine.ts"
+import { createMachine, type KernelFactory } from "../qemu/machine.ts"
 import { isStateful, loadVmState, type StatefulMachine, type VmStateError } from "../qemu/vmstate.ts"
-import { checkpointRegisters, CONTEXT_EVENTS, type MachinePoint, registerDifferences, ReplayDivergence } from "./divergence.ts"
+import { checkpointRegisters, CONTEXT_EVENTS, type MachinePoint, registerDifferences, ReplayDivergence, ReplayTraceDamaged } from "./divergence.ts"
 
 /** A request the recording cannot satisfy: one line saying why. */
 export class SessionError extends Data.TaggedError("SessionError")<{ readonly reason: string }> {
@@ -68,20 +72,61 @@ export interface Registers {
 
 const hex = (n: number): string => `0x${(n >>> 0).toString(16)}`
 
+const bytesEqual = (a: Uint8Array, b: Uint8Array): boolean => a.length === b.length && Buffer.compare(a, b) === 0
+
 /** Above this many instructions ahead, a later checkpoint beats running forward from where the session is. */
 const FORWARD_PREFERRED = 20_000
+
+/**
+ * Decoded checkpoints kept for restores (reverse steps restore the same ones again and
+ * again): this many at most, holding at most this many bytes of guest RAM, whatever the
+ * trace's length.
+ */
+const CHECKPOINT_CACHE_ENTRIES = 64
+const CHECKPOINT_CACHE_BYTES = 64 * 1024 * 1024
+
+/** A checkpoint's RAM section (vmstate.ts): the frames KVM_GET_DIRTY_LOG named since the one before, and their pages. */
+const ramSection = (checkpoint: Checkpoint): { readonly frames?: unknown; readonly pages?: unknown } | undefined =>
+  checkpoint.sections["ram"] as { readonly frames?: unknown; readonly pages?: unknown } | undefined
+
+const ramBytes = (checkpoint: Checkpoint): number => {
+  const pages = ramSection(checkpoint)?.pages
+  return pages instanceof Uint8Array ? pages.length : 0
+}
 
 export class ReplaySession {
   private machine!: StatefulMachine
   private outcome: RunOutcome | undefined
   /** The time whose first moment the session is at, if it is at one (see Positions). */
   private atFirstMomentOf: number | undefined
-  private chunkIndex = -1
+  /** The recorded chunk last read: events [chunkFirst, chunkEnd). */
+  private chunkFirst = 0
+  private chunkEnd = 0
   private chunkEvents: ReadonlyArray<VmEvent> = []
+  /** Most recently used last (Map order); always holds the last one used. */
   private readonly checkpoints = new Map<number, Checkpoint>()
+  private cachedBytes = 0
+  /**
+   * Which checkpoints saved each guest page, ascending, for checkpoints [0, ramIndexed):
+   * a restore loads the latest copy of every page, not every checkpoint before its target.
+   */
+  private readonly ramWriters = new Map<number, number[]>()
+  private ramIndexed = 0
   private inputs: ReadonlyArray<RecordedHostInput> | undefined
-  /** The next recorded checkpoint the replay will pass: its state is checked there. */
+  /** The next recorded checkpoint the replay will pass: it stops there and checks its state. */
   private nextCheckpoint = 0
+  /** Events before this one have been checked against the recording. */
+  private verified = 0
+  /** The RAM of the machine before this one, which nothing uses any more. */
+  private spareRam: Uint8Array | undefined
+  /** The model's kernel, whose guest RAM is the spare one cleared (as new RAM is): a restore allocates no RAM. */
+  private readonly kernel: KernelFactory = Object.assign((log: EventLog) => createVm(log), {
+    allocateRam: (bytes: number) => {
+      const ram = this.spareRam?.length === bytes ? this.spareRam.fill(0) : new Uint8Array(bytes)
+      this.spareRam = undefined
+      return ram
+    }
+  })
   /** The time of the last event: where the recording ends. */
   readonly endTime: number
 
@@ -110,13 +155,15 @@ export class ReplaySession {
 
   /** Recorded event `seq`, or undefined past the end of the recording. */
   recorded(seq: number): VmEvent | undefined {
+    if (seq >= this.chunkFirst && seq < this.chunkEnd) return this.chunkEvents[seq - this.chunkFirst]
     const i = this.trace.chunkOfEvent(seq)
     if (i < 0) return undefined
-    if (i !== this.chunkIndex) {
-      this.chunkEvents = this.trace.chunk(i)
-      this.chunkIndex = i
-    }
-    return this.chunkEvents[seq - this.trace.index.chunkSeqs[i]!]
+    const first = this.trace.index.chunkSeqs[i]!
+    const events = this.trace.chunk(i)
+    this.chunkFirst = first
+    this.chunkEnd = first + events.length
+    this.chunkEvents = events
+    return events[seq - first]
   }
 
   // ---- moving -------------------------------------------------------------------
@@ -158,8 +205,27 @@ export class ReplaySession {
     const checkpointSeq = checkpoint < 0 ? 0 : this.trace.index.checkpointSeqs[checkpoint]!
     const here = this.machine.log.nextSeq
     if (here > seq || (checkpointSeq > here && !fromHere)) this.restore(checkpoint)
-    while (this.outcome === undefined && this.machine.log.nextSeq <= seq) this.iterate()
+    while (this.outcome === undefined && this.machine.log.nextSeq <= seq) this.iterate(Number.POSITIVE_INFINITY)
     return this.position
+  }
+
+  /**
+   * Replays from here to the end of the run (`vmrr replay`), every event and every
+   * checkpoint's state checked, and a recording that goes on after the run or stops
+   * before it is a divergence. Returns the number of events verified, counted from the
+   * start. A recording that cannot be read to its end throws ReplayTraceDamaged (with
+   * the events verified before the damage) once the replay reaches the damage.
+   */
+  replayToEnd(): number {
+    try {
+      while (this.outcome === undefined) this.advance(Number.POSITIVE_INFINITY)
+    } catch (e) {
+      if (e instanceof TraceCorrupt) throw new ReplayTraceDamaged({ verified: this.verified, cause: e })
+      throw e
+    }
+    const damage = this.trace.index.damage
+    if (damage !== undefined) throw new ReplayTraceDamaged({ verified: this.verified, cause: damage })
+    return this.verified
   }
 
   stepInstruction(): Position {
@@ -267,13 +333,51 @@ export class ReplaySession {
 
   // ---- inside -------------------------------------------------------------------
 
+  /** Checkpoint `i`, from the cache or the trace. */
   private checkpoint(i: number): Checkpoint {
-    let cp = this.checkpoints.get(i)
-    if (cp === undefined) {
-      cp = this.trace.checkpoint(i)
-      this.checkpoints.set(i, cp)
+    const cached = this.checkpoints.get(i)
+    if (cached !== undefined) {
+      this.checkpoints.delete(i)
+      this.checkpoints.set(i, cached)
+      return cached
     }
-    return cp
+    const checkpoint = this.trace.checkpoint(i)
+    this.checkpoints.set(i, checkpoint)
+    this.cachedBytes += ramBytes(checkpoint)
+    for (const [k, old] of this.checkpoints) {
+      if ((this.cachedBytes <= CHECKPOINT_CACHE_BYTES && this.checkpoints.size <= CHECKPOINT_CACHE_ENTRIES) || k === i) break
+      this.checkpoints.delete(k)
+      this.cachedBytes -= ramBytes(old)
+    }
+    return checkpoint
+  }
+
+  /** Adds checkpoint number `ramIndexed` to the page index. */
+  private indexRam(checkpoint: Checkpoint): void {
+    const frames = ramSection(checkpoint)?.frames
+    if (Array.isArray(frames)) {
+      for (const frame of frames as ReadonlyArray<number>) {
+        const writers = this.ramWriters.get(frame)
+        if (writers === undefined) this.ramWriters.set(frame, [this.ramIndexed])
+        else writers.push(this.ramIndexed)
+      }
+    }
+    this.ramIndexed++
+  }
+
+  /**
+   * The checkpoints before `i` that hold the latest copy, as of checkpoint `i`, of a page
+   * `i` does not save itself, oldest first: with `i`'s own RAM section they give all of
+   * guest RAM at `i`, however many checkpoints came before it.
+   */
+  private ramSourcesBefore(i: number): number[] {
+    while (this.ramIndexed <= i) this.indexRam(this.checkpoint(this.ramIndexed))
+    const sources = new Set<number>()
+    for (const writers of this.ramWriters.values()) {
+      const latest = writers[lastAtOrBefore(writers, i)]
+      if (latest !== undefined && latest !== i) sources.add(latest)
+    }
+    return [...sources].sort((a, b) => a - b)
   }
 
   private recordedInputs(): ReadonlyArray<RecordedHostInput> {
@@ -288,38 +392,76 @@ export class ReplaySession {
     const seq = i < 0 ? 0 : this.trace.index.checkpointSeqs[i]!
     // What the host gave before the checkpoint is in the restored state; the rest comes at its recorded time.
     const port = new ScheduledHostInput(this.recordedInputs().filter((e) => e.seq >= seq))
-    const built = createMachine(this.trace.header.config, this.trace.header.image, createVm, port)
+    const built = createMachine(this.trace.header.config, this.trace.header.image, this.kernel, port)
     if (Either.isLeft(built)) throw new SessionError({ reason: built.left.message })
     const machine = built.right
     if (!isStateful(machine)) throw new SessionError({ reason: "this kernel cannot restore checkpoints" })
     if (i >= 0) {
+      const earlier = this.ramSourcesBefore(i).map((k) => this.checkpoint(k).sections)
       const target = this.checkpoint(i)
-      const earlier: Array<Readonly<Record<string, unknown>>> = []
-      for (let k = 0; k < i; k++) earlier.push(this.checkpoint(k).sections)
       loadVmState(machine, target.sections, earlier)
       machine.log.nextSeq = target.seq
     }
+    // The machine replaced is garbage once the new one is whole (until then a failed restore leaves the session as it was).
+    this.spareRam = (this.machine as StatefulMachine | undefined)?.ram
     this.machine = machine
     this.nextCheckpoint = i + 1
+    this.verified = seq
     this.outcome = undefined
     this.atFirstMomentOf = i < 0 ? 0 : undefined
   }
 
   /** Runs to the first moment of time `t`, or to the end of the run. */
   private runTo(t: number): void {
-    const vcpu = this.machine.vcpu
-    vcpu.setGuestDebug({ stopAtInstructionsRetired: t })
-    try {
-      while (this.outcome === undefined && vcpu.instructionsRetired < t) this.iterate()
-    } finally {
-      vcpu.setGuestDebug({})
-    }
-    this.atFirstMomentOf = vcpu.instructionsRetired === t ? t : undefined
+    while (this.outcome === undefined && this.machine.vcpu.instructionsRetired < t) this.advance(t)
+    this.atFirstMomentOf = this.machine.vcpu.instructionsRetired === t ? t : undefined
   }
 
-  /** One pass of the vCPU loop (kvm_cpu_exec), then every event it produced is checked. */
-  private iterate(): void {
+  /** One pass of the vCPU loop, then every event it produced is checked, and the state if it is at a checkpoint. */
+  private iterate(stop: number): void {
+    this.check(this.step(stop))
+  }
+
+  /** Forward, not past time `stop`: through a whole recorded chunk when the session is at the start of one, else one pass. */
+  private advance(stop: number): void {
+    const seq = this.machine.log.nextSeq
+    const i = this.trace.chunkOfEvent(seq)
+    if (i >= 0 && this.trace.index.chunkSeqs[i] === seq) this.replayChunk(i, stop)
+    else this.iterate(stop)
+  }
+
+  /**
+   * Replays recorded chunk `i` from its first event to its last (or to time `stop`), and
+   * checks it whole: the events produced, packed as a recording packs them, must be its
+   * bytes (cheaper than unpacking it and comparing event by event). Anything else (other
+   * bytes, a chunk of format 2, a stop or a run's end before the chunk's end, a pass that
+   * goes past it) is checked event by event, which says where and how they differ.
+   */
+  private replayChunk(i: number, stop: number): void {
+    const end = this.trace.index.chunkSeqs[i + 1] ?? this.eventCount
+    const produced: VmEvent[] = []
+    while (this.outcome === undefined && this.machine.log.nextSeq < end && this.machine.vcpu.instructionsRetired < stop) {
+      for (const event of this.step(stop)) produced.push(event)
+    }
+    const recorded = this.trace.packedChunk(i)
+    if (recorded !== undefined && this.machine.log.nextSeq === end && bytesEqual(packEvents(produced).bytes, recorded)) {
+      this.verified = end
+      this.check([])
+    } else {
+      this.check(produced)
+    }
+  }
+
+  /**
+   * One pass of the vCPU loop (kvm_cpu_exec), stopped at time `stop` or at the next
+   * recorded checkpoint, whichever comes first (KVM_SET_GUEST_DEBUG: the event stream
+   * does not see the stop). Returns the events it produced, not yet checked.
+   */
+  private step(stop: number): VmEvent[] {
     const machine = this.machine
+    const checkpointTime = this.trace.index.checkpointTimes[this.nextCheckpoint]
+    const now = machine.vcpu.instructionsRetired
+    machine.vcpu.setGuestDebug({ stopAtInstructionsRetired: checkpointTime !== undefined && checkpointTime > now ? Math.min(stop, checkpointTime) : stop })
     this.atFirstMomentOf = undefined
     let outcome: RunOutcome | undefined
     try {
@@ -329,15 +471,29 @@ export class ReplaySession {
       throw new SessionError({ reason: `the model failed while replaying: ${e instanceof Error ? e.message : String(e)}` })
     }
     this.outcome = outcome
-    for (const actual of machine.log.drain()) {
+    return machine.log.drain()
+  }
+
+  /** Checks produced events, in order, then that a run that ended produced them all, then the state if it is at a checkpoint. */
+  private check(produced: ReadonlyArray<VmEvent>): void {
+    const machine = this.machine
+    for (const actual of produced) {
       const expected = this.recorded(actual.seq)
-      if (expected !== undefined && eventsEqual(expected, actual)) continue
-      if (expected === undefined && !this.trace.index.fromEndFrame) {
-        throw new SessionError({ reason: `the recording is cut off after event ${this.eventCount - 1}: nothing to check event ${actual.seq} against` })
+      if (expected !== undefined && eventsEqual(expected, actual)) {
+        this.verified = actual.seq + 1
+        continue
+      }
+      if (expected === undefined) {
+        // Past the last recorded event: the run went on longer, or the recording was cut there.
+        const damage = this.trace.index.damage
+        if (damage !== undefined) throw damage
+        if (!this.trace.index.fromEndFrame) {
+          throw new SessionError({ reason: `the recording is cut off after event ${this.eventCount - 1}: nothing to check event ${actual.seq} against` })
+        }
       }
       throw this.divergence(actual.seq, expected, actual)
     }
-    if (outcome !== undefined && machine.log.nextSeq < this.eventCount) {
+    if (this.outcome !== undefined && machine.log.nextSeq < this.eventCount) {
       throw this.divergence(machine.log.nextSeq, this.recorded(machine.log.nextSeq), undefined)
     }
     this.checkState()
@@ -370,7 +526,7 @@ export const openReplaySession = (path: string): Effect.Effect<ReplaySession, Se
   Effect.flatMap(openSeekableTrace(path), (trace) => sessionEffect(() => new ReplaySession(trace)))
 
 /** Errors a session's methods throw, as the failures of an Effect. */
-export type SessionFailure = SessionError | ReplayDivergence | TraceError | VmStateError
+export type SessionFailure = SessionError | ReplayDivergence | ReplayTraceDamaged | TraceError | VmStateError
 
 /** Runs synchronous session calls at the Effect edge: tagged throws become failures, anything else a defect. */
 export const sessionEffect = <A>(f: () => A): Effect.Effect<A, SessionFailure> =>
@@ -380,7 +536,7 @@ export const sessionEffect = <A>(f: () => A): Effect.Effect<A, SessionFailure> =
   }).pipe(
     Effect.catchAll((e) => {
       const tag = typeof e === "object" && e !== null && "_tag" in e ? (e as { _tag: unknown })._tag : undefined
-      return tag === "SessionError" || tag === "ReplayDivergence" || tag === "TraceCorrupt" || tag === "TraceIoError" || tag === "VmStateError"
+      return tag === "SessionError" || tag === "ReplayDivergence" || tag === "ReplayTraceDamaged" || tag === "TraceCorrupt" || tag === "TraceIoError" || tag === "VmStateError"
         ? Effect.fail(e as SessionFailure)
         : Effect.die(e)
     })

@@ -30,3 +30,18 @@ describe("vmrr run --irqchip / --icount-shift", () => {
     expect(shift.stderr).toMatch(/--icount-shift: expected an integer from 0 to 10, got 11/)
   })
 })
+
+describe("vmrr run --clock realtime", () => {
+  it("runs the timers on the host clock, records its readings, and replays them", async () => {
+    const trace = join(dir, "pit-realtime.vmrr")
+    const run = await vmrr("run", "guests/pit.bin", "--irqchip", "split", "--clock", "realtime", "--checkpoint-every", "5000", "--record", trace)
+    expect(run.status).toBe(1)
+    expect(run.stdout).toContain("tick 5")
+    const replay = await vmrr("replay", trace)
+    expect(replay.stdout).toMatch(/^vmrr: replay verified: all \d+ events matched\n$/)
+    const dump = await vmrr("dump", trace)
+    expect(dump.stdout).toMatch(/host monotonic clock \d+ ns/)
+    const both = await vmrr("run", "guests/pit.bin", "--clock", "realtime", "--icount-shift", "2")
+    expect(both.stderr).toMatch(/--icount-shift sets the rate of virtual time/)
+  })
+})

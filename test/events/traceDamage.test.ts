@@ -190,8 +190,8 @@ describe("frames that are intact but wrong", () => {
 
   it("an unknown kind, a future format version, a wrong image hash", () => {
     expect(decodeTrace(rawTrace(headerPayload, { kind: "snapshot" })).error?.message).toMatch(/^frame 1 at byte \d+: not a vmrr frame \(kind "snapshot"\)$/)
-    expect(decodeTrace(rawTrace({ ...headerPayload, formatVersion: 3 })).error?.message).toBe(`trace format version 3, this vmrr reads 2; it was written by ${headerPayload.producer}`)
-    expect(decodeTrace(rawTrace({ ...headerPayload, formatVersion: 1, producer: "vmrr 0.1.0" })).error?.message).toBe("trace format version 1, this vmrr reads 2; it was written by vmrr 0.1.0")
+    expect(decodeTrace(rawTrace({ ...headerPayload, formatVersion: 4 })).error?.message).toBe(`trace format version 4, this vmrr reads 2 and 3; it was written by ${headerPayload.producer}`)
+    expect(decodeTrace(rawTrace({ ...headerPayload, formatVersion: 1, producer: "vmrr 0.1.0" })).error?.message).toBe("trace format version 1, this vmrr reads 2 and 3; it was written by vmrr 0.1.0")
     expect(decodeTrace(rawTrace({ ...headerPayload, imageSha256: "0".repeat(64) })).error?.message).toMatch(/^frame 0 at byte 8: image hash mismatch/)
   })
 

@@ -50,6 +50,32 @@ describe("the KVM-shaped API", () => {
     expect(vcpu.instructionsRetired).toBe(3)
   })
 
+  it("an IN or OUT userspace completed retires on the next KVM_RUN as stepping it again would", () => {
+    // mov dx, 0x3f8; in al, dx; add al, 1; out dx, al; in ax, dx; in eax, 0x71; out 0x80, eax; hlt
+    const code = [0x66, 0xba, 0xf8, 0x03, 0xec, 0x04, 0x01, 0xee, 0x66, 0xed, 0xe5, 0x71, 0xe7, 0x80, 0xf4]
+    /** With `restore`, every exit is saved and put back, as a checkpoint restore does: the vCPU then steps the instruction again. */
+    const run = (restore: boolean) => {
+      const { vcpu, log } = boot(code)
+      if (!hasVcpuState(vcpu)) throw new Error("the model's vCPU has the state ioctls")
+      let next = 0x11223344
+      for (;;) {
+        const exit = vcpu.run()
+        if (exit._tag !== "KVM_EXIT_IO") return { exit: exit._tag, events: log.drain(), regs: vcpu.getRegs() }
+        if (exit.direction === "in") for (let i = 0; i < exit.size; i++) exit.data[i] = (next >>> (8 * i)) & 0xff
+        next = (next * 3 + 1) >>> 0
+        if (restore) {
+          const state = vcpu.getEmulationState()
+          vcpu.setRegs(vcpu.getRegs())
+          vcpu.setEmulationState(state)
+        }
+      }
+    }
+    const fast = run(false)
+    expect(fast.exit).toBe("KVM_EXIT_HLT")
+    expect(fast.events.filter((e) => e._tag === "UserspaceExit")).toHaveLength(6)
+    expect(fast).toEqual(run(true))
+  })
+
   it("RDMSR of an MSR KVM does not emulate: MSR_READ handled in the kernel, #GP(0) injected at the entry", () => {
     // mov ecx, 0x12345; rdmsr — with no IDT the #GP becomes a double and then a triple fault.
     const { vcpu, log } = boot([0xb9, 0x45, 0x23, 0x01, 0x00, 0x0f, 0x32])

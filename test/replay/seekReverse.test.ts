@@ -1,5 +1,5 @@
-import { createHash } from "node:crypto"
 import { describe, expect, it } from "@effect/vitest"
+import { expectSameStates, sessionState } from "../support/sessionState.ts"
 import { Chunk, Effect, Stream } from "effect"
 import fc from "fast-check"
 import { decodeTrace, encodeTrace } from "../../src/events/trace/codec.ts"
@@ -45,18 +45,6 @@ const open = (bytes: Uint8Array): SeekableTrace => {
 }
 
 /** Everything a position is: registers, RAM, EPT, devices, the event count. */
-const stateOf = (s: ReplaySession) => {
-  const m = s.current
-  return {
-    position: s.position,
-    regs: s.registers(),
-    ram: createHash("sha256").update(m.ram).digest("hex"),
-    ept: m.vm.getEptEntries(),
-    pio: m.pio.snapshot(),
-    emulation: m.vcpu.getEmulationState()
-  }
-}
-
 describe("checkpoints", () => {
   it("do not change the events: a recording with checkpoints has the events of one without", () => {
     fc.assert(
@@ -99,14 +87,25 @@ describe("seek", () => {
       fc.property(loopProgram, fc.integer({ min: 1, max: 100 }), fc.nat(), (image, every, pick) => {
         const seeking = new ReplaySession(open(recordTrace(image, every)))
         const straight = new ReplaySession(open(recordTrace(image, undefined)))
-        const n = pick % seeking.eventCount
-        seeking.seekEvent(n)
-        straight.seekEvent(n)
-        expect(stateOf(seeking)).toEqual(stateOf(straight))
-        seeking.replayToEvent(seeking.eventCount - 1)
-        straight.replayToEvent(straight.eventCount - 1)
-        expect(stateOf(seeking)).toEqual(stateOf(straight))
-        expect(seeking.ended).toEqual(straight.ended)
+        expectSameStates(seeking, straight, [pick % seeking.eventCount])
+      }),
+      { numRuns: runs(15) }
+    )
+  })
+
+  it("seeks from checkpoints taken inside long compute, where the vCPU never leaves KVM_RUN", () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 2_000, max: 8_000 }), fc.integer({ min: 37, max: 700 }), fc.nat(), (n, every, pick) => {
+        // mov ecx, n; 1: add eax, ecx; loop 1b; hlt: one KVM_RUN from the first instruction to HLT.
+        const image = Uint8Array.from([0xb9, ...le32(n), 0x01, 0xc8, 0xe2, 0xfc, 0xf4])
+        const trace = open(recordTrace(image, every))
+        // Exactly every `every` instructions, though no exit comes until HLT.
+        const times = trace.index.checkpointTimes
+        expect(times.length).toBeGreaterThanOrEqual(Math.floor((2 * n) / every))
+        times.forEach((t, i) => expect(t).toBe((i + 1) * every))
+        const seeking = new ReplaySession(trace)
+        const straight = new ReplaySession(open(recordTrace(image, undefined)))
+        expectSameStates(seeking, straight, [{ time: pick % (seeking.endTime + 1) }])
       }),
       { numRuns: runs(15) }
     )
@@ -127,11 +126,11 @@ describe("reverse", () => {
         const session = new ReplaySession(open(recordTrace(image, every)))
         const t = 1 + (pick % session.endTime)
         session.seekTime(t)
-        const here = stateOf(session)
+        const here = sessionState(session)
         stepBack(session)
         expect(session.position.time).toBe(t - 1)
         session.stepInstruction()
-        expect(stateOf(session)).toEqual(here)
+        expect(sessionState(session)).toEqual(here)
       }),
       { numRuns: runs(15) }
     )

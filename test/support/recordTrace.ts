@@ -2,13 +2,14 @@ import { Chunk, Effect, Stream } from "effect"
 import { TraceEncoder } from "../../src/events/trace/codec.ts"
 import { makeTraceHeader } from "../../src/events/trace/schema.ts"
 import type { MachineConfig } from "../../src/events/MachineConfig.ts"
+import type { HostInputPort } from "../../src/qemu/hostInput.ts"
 import { recordMachine } from "../../src/qemu/runMachine.ts"
 
 /** A recording as trace bytes, in memory, with a checkpoint every `every` instructions (none: undefined). */
-export const recordTraceBytes = (config: MachineConfig, image: Uint8Array, every: number | undefined): Uint8Array => {
+export const recordTraceBytes = (config: MachineConfig, image: Uint8Array, every: number | undefined, input?: HostInputPort): Uint8Array => {
   const encoder = new TraceEncoder()
   const parts = [encoder.start(makeTraceHeader({ config, image }))]
-  const recorded = Effect.runSync(Stream.runCollect(recordMachine(config, image, { checkpointEvery: every })))
+  const recorded = Effect.runSync(Stream.runCollect(recordMachine(config, image, { checkpointEvery: every, ...(input === undefined ? {} : { input }) })))
   for (const { checkpoint, events } of Chunk.toArray(recorded)) {
     if (checkpoint !== undefined) parts.push(encoder.checkpoint(checkpoint))
     const frame = encoder.chunk(events)

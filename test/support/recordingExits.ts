@@ -1,4 +1,4 @@
-import { type ExitingInstructions, type IoSize, LEAVE_CPU } from "../../src/kernel/cpu/bus.ts"
+import { type ExitingInstructions, type IoSize, PORT_IO_LEAVES } from "../../src/kernel/cpu/bus.ts"
 import { type Cpu, Reg } from "../../src/kernel/cpu/cpu.ts"
 
 export interface PortAccess {
@@ -23,19 +23,20 @@ export class RecordingExits implements ExitingInstructions {
   portIn(port: number, size: IoSize, qualification: number): number {
     if (this.leavePortAccesses > 0) {
       this.leavePortAccesses--
-      throw LEAVE_CPU
+      return PORT_IO_LEAVES
     }
     const value = this.inValue(port, size)
     this.ports.push({ direction: "in", port, size, value, qualification })
     return value
   }
 
-  portOut(port: number, size: IoSize, value: number, qualification: number): void {
+  portOut(port: number, size: IoSize, value: number, qualification: number): boolean {
     if (this.leavePortAccesses > 0) {
       this.leavePortAccesses--
-      throw LEAVE_CPU
+      return true
     }
     this.ports.push({ direction: "out", port, size, value, qualification })
+    return false
   }
 
   cpuid(): void {

@@ -4,11 +4,14 @@ import * as Schema from "effect/Schema"
 import type { VmEvent } from "../VmEvent.ts"
 import { TraceCorrupt } from "./errors.ts"
 import { type ByteSource, encodeFrame, magic, memorySource, readFrame, shortText } from "./framing.ts"
+import { PackedDecodeError } from "./bytes.ts"
+import { packEvents, unpackEvents } from "./packedEvents.ts"
 import {
   Checkpoint,
   EventChunk,
-  formatVersion,
   makeTraceHeader,
+  PackedEventChunk,
+  readableFormatVersions,
   sha256Hex,
   TraceEnd,
   TraceHeader,
@@ -28,6 +31,9 @@ export interface TraceSummary {
   readonly bytes: number
 }
 
+/** The events a replay takes from the recording rather than the guest. */
+const hostInputKinds: ReadonlySet<string> = new Set(["HostInput", "HostClock", "HostTsc", "HostMonotonicClock"])
+
 /** Where the chunks and checkpoints are: what the end frame lists and a scan rebuilds. */
 export class TraceIndexBuilder {
   eventCount = 0
@@ -40,12 +46,14 @@ export class TraceIndexBuilder {
   /** Events a replay takes from the recording rather than the guest: serial input, wall-clock readings. */
   readonly inputSeqs: Array<number> = []
 
-  addChunk(offset: number, events: ReadonlyArray<VmEvent>): void {
+  /** `kinds`, the kinds the chunk holds if known, spares a look at every event when none is a host input. */
+  addChunk(offset: number, events: ReadonlyArray<VmEvent>, kinds?: ReadonlyArray<string>): void {
     this.chunkOffsets.push(offset)
     this.chunkSeqs.push(events[0].seq)
     this.chunkTimes.push(events[0].time)
     this.eventCount += events.length
-    for (const e of events) if (e._tag === "HostInput" || e._tag === "HostClock" || e._tag === "HostTsc") this.inputSeqs.push(e.seq)
+    if (kinds !== undefined && !kinds.some((kind) => hostInputKinds.has(kind))) return
+    for (let i = 0; i < events.length; i++) if (hostInputKinds.has(events[i]!._tag)) this.inputSeqs.push(events[i]!.seq)
   }
 
   addCheckpoint(offset: number, checkpoint: Pick<Checkpoint, "seq" | "time">): void {
@@ -95,9 +103,10 @@ export class TraceEncoder {
   chunk(events: ReadonlyArray<VmEvent>): Uint8Array | undefined {
     this.expect("events", "chunk")
     if (events.length === 0) return undefined
-    const payload: EventChunk = { kind: "events", firstSeq: events[0].seq, events }
+    const packed = packEvents(events)
+    const payload: PackedEventChunk = { kind: "events", firstSeq: events[0].seq, packed: packed.bytes }
     const frame = encodeFrame(payload, this.frameCount)
-    this.index.addChunk(this.position, events)
+    this.index.addChunk(this.position, events, packed.kinds)
     this.advance(frame)
     return frame
   }
@@ -165,6 +174,7 @@ export type TraceStep =
 const decodeOptions = { errors: "first", onExcessProperty: "ignore" } as const
 const decodeHeader = Schema.decodeUnknownEither(TraceHeader, decodeOptions)
 const decodeChunk = Schema.decodeUnknownEither(EventChunk, decodeOptions)
+const decodePackedChunk = Schema.decodeUnknownEither(PackedEventChunk, decodeOptions)
 const decodeEnd = Schema.decodeUnknownEither(TraceEnd, decodeOptions)
 const decodeCheckpoint = Schema.decodeUnknownEither(Checkpoint, decodeOptions)
 
@@ -181,6 +191,25 @@ const describeParseError = (error: ParseResult.ParseError): string => {
     ? `Expected ${parts.map((m) => m![1]).join(" | ")}, actual ${parts[0]![2]}`
     : first.message
   return shortText(path === "" ? message : `${path}: ${message}`)
+}
+
+/**
+ * An events frame's payload as its chunk: packed (format 3) or a msgpack array of events
+ * (format 2), told apart by the `packed` key. Left: why not, one line.
+ */
+export const decodeEventChunk = (value: unknown): Either.Either<EventChunk, string> => {
+  if (typeof value !== "object" || value === null || !("packed" in value)) {
+    return Either.mapLeft(decodeChunk(value), describeParseError)
+  }
+  const chunk = decodePackedChunk(value)
+  if (Either.isLeft(chunk)) return Either.left(describeParseError(chunk.left))
+  const { firstSeq, packed } = chunk.right
+  try {
+    return Either.right({ kind: "events", firstSeq, events: unpackEvents(packed, firstSeq) })
+  } catch (e) {
+    if (e instanceof PackedDecodeError) return Either.left(shortText(`packed: ${e.message}`))
+    throw e
+  }
 }
 
 const kindOf = (value: unknown): unknown =>
@@ -223,10 +252,10 @@ export class TraceDecoder {
     const kind = kindOf(read.value)
     if (kind !== "header") return this.corrupt(0, read.offset, `frame 0 is not a header (kind ${showKind(kind)})`)
     const version = (read.value as { formatVersion?: unknown }).formatVersion
-    if (version !== formatVersion) {
+    if (typeof version !== "number" || !readableFormatVersions.includes(version)) {
       const producer = (read.value as { producer?: unknown }).producer
       const by = typeof producer === "string" ? `; it was written by ${shortText(producer, 40)}` : ""
-      return this.corrupt(0, read.offset, `trace format version ${shortText(String(version), 20)}, this vmrr reads ${formatVersion}${by}`)
+      return this.corrupt(0, read.offset, `trace format version ${shortText(String(version), 20)}, this vmrr reads ${readableFormatVersions.join(" and ")}${by}`)
     }
     const decoded = decodeHeader(read.value)
     if (Either.isLeft(decoded)) return this.payloadError(read.index, read.offset, decoded.left)
@@ -252,8 +281,8 @@ export class TraceDecoder {
     const kind = kindOf(read.value)
     switch (kind) {
       case "events": {
-        const decoded = decodeChunk(read.value)
-        if (Either.isLeft(decoded)) return { _tag: "Corrupt", error: this.payloadError(read.index, read.offset, decoded.left) }
+        const decoded = decodeEventChunk(read.value)
+        if (Either.isLeft(decoded)) return this.fail(read.index, read.offset, `${where}: payload does not decode: ${decoded.left}`)
         const chunk = decoded.right
         if (chunk.events.length > 0 && chunk.events[0].seq !== chunk.firstSeq) {
           return this.fail(read.index, read.offset, `${where}: chunk says it starts at seq ${chunk.firstSeq}, its first event is seq ${chunk.events[0].seq}`)

@@ -5,9 +5,11 @@ import type { VmEvent } from "../VmEvent.ts"
  * with the recorded one: no allocation, `_tag` and key-set checked, bytes by content.
  * An optional field present on one side only makes events differ.
  */
-export const eventsEqual = (a: VmEvent, b: VmEvent): boolean => a === b || (a._tag === b._tag && valuesEqual(a, b))
+export const eventsEqual = (a: VmEvent, b: VmEvent): boolean =>
+  a === b || (a._tag === b._tag && recordsEqual(a as unknown as Record<string, unknown>, b as unknown as Record<string, unknown>))
 
-const valuesEqual = (a: unknown, b: unknown): boolean => {
+/** `eventsEqual` for any two values built of plain objects, arrays, bytes and primitives. */
+export const valuesEqual = (a: unknown, b: unknown): boolean => {
   if (a === b) return true
   if (typeof a !== "object" || typeof b !== "object" || a === null || b === null) return false
   if (a instanceof Uint8Array) return b instanceof Uint8Array && bytesEqual(a, b)
@@ -17,11 +19,18 @@ const valuesEqual = (a: unknown, b: unknown): boolean => {
     return true
   }
   if (b instanceof Uint8Array || Array.isArray(b)) return false
-  const x = a as Record<string, unknown>
-  const y = b as Record<string, unknown>
+  return recordsEqual(a as Record<string, unknown>, b as Record<string, unknown>)
+}
+
+/** Same keys, equal values. Replay calls this for every event: equal primitives (most fields) cost no call. */
+const recordsEqual = (x: Record<string, unknown>, y: Record<string, unknown>): boolean => {
   let keys = 0
   for (const key in x) {
-    if (!Object.hasOwn(y, key) || !valuesEqual(x[key], y[key])) return false
+    const u = x[key]
+    const v = y[key]
+    if (u !== v) {
+      if (!valuesEqual(u, v)) return false
+    } else if (u === undefined && !Object.hasOwn(y, key)) return false
     keys++
   }
   for (const _ in y) keys--

@@ -98,7 +98,7 @@ export const readFrame = (source: ByteSource, offset: number, index: number): Fr
  * plain `Uint8Array`: deep equality with the recorded events holds, and a decoded
  * event does not keep a whole chunk's buffer alive.
  */
-const detachBinary = (value: unknown): unknown => {
+export const detachBinary = (value: unknown): unknown => {
   if (typeof value !== "object" || value === null) return value
   if (value instanceof Uint8Array) return new Uint8Array(value)
   if (Array.isArray(value)) {

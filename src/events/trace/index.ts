@@ -1,5 +1,5 @@
 /** The `.vmrr` trace file format: see DESIGN.md, "Trace files". */
-export { decodeTrace, type DecodedTrace, encodeTrace, TraceDecoder, TraceEncoder, type TraceStep, type TraceSummary } from "./codec.ts"
+export { decodeEventChunk, decodeTrace, type DecodedTrace, encodeTrace, TraceDecoder, TraceEncoder, type TraceStep, type TraceSummary } from "./codec.ts"
 export { eventsEqual } from "./equality.ts"
 export { TraceCorrupt, type TraceError, TraceFrameTooLarge, TraceIoError, type TraceWriteError } from "./errors.ts"
 export { magic, maxPayloadBytes } from "./framing.ts"
@@ -10,7 +10,9 @@ export {
   EventChunk,
   formatVersion,
   makeTraceHeader,
+  PackedEventChunk,
   producer,
+  readableFormatVersions,
   TraceEnd,
   TraceHeader,
   type TraceHeaderInput,

@@ -9,8 +9,15 @@ import packageJson from "../../../package.json" with { type: "json" }
  * any frame can be decoded alone.
  */
 
-/** 2: checkpoint frames, and an end frame that indexes chunks and checkpoints by event number and time. */
-export const formatVersion = 2
+/**
+ * The version this vmrr writes. 2: checkpoint frames, and an end frame that indexes
+ * chunks and checkpoints by event number and time. 3: events frames hold the events
+ * packed (packedEvents.ts) instead of as msgpack maps.
+ */
+export const formatVersion = 3
+/** The versions this vmrr reads: a version 2 trace differs only in its events frames, which a reader tells apart by their shape. */
+const ReadableFormatVersion = Schema.Literal(2, formatVersion)
+export const readableFormatVersions: ReadonlyArray<number> = ReadableFormatVersion.literals
 export const producer = `vmrr ${packageJson.version}`
 
 const Count = Schema.Int.pipe(Schema.between(0, Number.MAX_SAFE_INTEGER))
@@ -29,7 +36,7 @@ export type Backend = typeof Backend.Type
 /** Frame 0: everything a replay needs, the guest image included. */
 export const TraceHeader = Schema.Struct({
   kind: Schema.Literal("header"),
-  formatVersion: Schema.Literal(formatVersion),
+  formatVersion: ReadableFormatVersion,
   config: MachineConfig,
   image: Schema.Uint8ArrayFromSelf,
   imageSha256: Schema.String.pipe(Schema.pattern(/^[0-9a-f]{64}$/)),
@@ -43,13 +50,24 @@ export const TraceHeader = Schema.Struct({
 })
 export type TraceHeader = typeof TraceHeader.Type
 
-/** A run of consecutive events; `firstSeq` is the `seq` of the first, so a reader can seek. */
+/**
+ * A run of events; `firstSeq` is the `seq` of the first, so a reader can seek. This is
+ * how a reader hands chunks out, and the events frame of format 2 (each event a msgpack map).
+ */
 export const EventChunk = Schema.Struct({
   kind: Schema.Literal("events"),
   firstSeq: Count,
   events: Schema.Array(VmEventWire)
 })
 export type EventChunk = typeof EventChunk.Type
+
+/** The events frame of format 3: the same run of events, packed (see packedEvents.ts). */
+export const PackedEventChunk = Schema.Struct({
+  kind: Schema.Literal("events"),
+  firstSeq: Count,
+  packed: Schema.Uint8ArrayFromSelf
+})
+export type PackedEventChunk = typeof PackedEventChunk.Type
 
 /**
  * A snapshot of the machine between two exits, as QEMU's savevm: named state sections
@@ -80,7 +98,7 @@ export const TraceEnd = Schema.Struct({
   checkpointOffsets: Schema.optionalWith(Schema.Array(Count), { exact: true }),
   checkpointSeqs: Schema.optionalWith(Schema.Array(Count), { exact: true }),
   checkpointTimes: Schema.optionalWith(Schema.Array(Count), { exact: true }),
-  /** The seq of every event a replay feeds back from the recording (HostInput, HostClock, HostTsc). */
+  /** The seq of every event a replay feeds back from the recording (HostInput, HostClock, HostTsc, HostMonotonicClock). */
   inputSeqs: Schema.optionalWith(Schema.Array(Count), { exact: true })
 })
 export type TraceEnd = typeof TraceEnd.Type

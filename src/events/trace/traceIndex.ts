@@ -4,11 +4,11 @@ import * as ParseResult from "effect/ParseResult"
 import type * as Scope from "effect/Scope"
 import * as Schema from "effect/Schema"
 import type { VmEvent } from "../VmEvent.ts"
-import { TraceDecoder, type TraceIndexBuilder } from "./codec.ts"
+import { decodeEventChunk, TraceDecoder, type TraceIndexBuilder } from "./codec.ts"
 import { ioError, TraceCorrupt, type TraceError } from "./errors.ts"
 import { type ByteSource, frameHeadBytes, magic, maxPayloadBytes, readFrame } from "./framing.ts"
 import { fileSource, openFile } from "./reader.ts"
-import { Checkpoint, EventChunk, TraceEnd, type TraceHeader } from "./schema.ts"
+import { Checkpoint, TraceEnd, type TraceHeader } from "./schema.ts"
 
 /**
  * Random access to a trace: where its chunks and checkpoints are, by event number and
@@ -35,7 +35,6 @@ export interface TraceIndex {
 
 const decodeOptions = { errors: "first", onExcessProperty: "ignore" } as const
 const decodeEnd = Schema.decodeUnknownEither(TraceEnd, decodeOptions)
-const decodeChunk = Schema.decodeUnknownEither(EventChunk, decodeOptions)
 const decodeCheckpoint = Schema.decodeUnknownEither(Checkpoint, decodeOptions)
 
 /** How far back from the end the end frame is looked for: a small tail first, then larger ones. */
@@ -151,10 +150,11 @@ export class SeekableTrace {
   }
 
   /**
-   * The events of chunk `i` (in index order). The frame's checksum holds and a replay
-   * compares every recorded event with one the model produced, so only the shape a
-   * seek relies on is checked here (kind, seq, time): the full schema costs more than
-   * the replay itself. A chunk without that shape gets the schema's own words.
+   * The events of chunk `i` (in index order). The frame's checksum holds; a packed chunk
+   * (format 3) is checked as it is unpacked. Of a format 2 chunk, a replay compares every
+   * recorded event with one the model produced, so only the shape a seek relies on is
+   * checked here (kind, seq, time): the full schema costs more than the replay itself.
+   * A chunk without that shape gets the schema's own words.
    */
   chunk(i: number): ReadonlyArray<VmEvent> {
     const offset = this.index.chunkOffsets[i]!
@@ -163,12 +163,25 @@ export class SeekableTrace {
     if (value.kind === "events" && value.firstSeq === this.index.chunkSeqs[i] && Array.isArray(events) && events.every(sequenced(value.firstSeq))) {
       return events as ReadonlyArray<VmEvent>
     }
-    const decoded = this.decoded(offset, decodeChunk)
-    if (decoded.firstSeq !== this.index.chunkSeqs[i]) {
-      const frame = this.frameNumber(offset)
-      throw new TraceCorrupt({ path: this.path, frame, offset, reason: `frame ${frame} at byte ${offset}: the index says it starts at event ${this.index.chunkSeqs[i]}, it says ${decoded.firstSeq}` })
+    const frame = this.frameNumber(offset)
+    const decoded = decodeEventChunk(value)
+    if (Either.isLeft(decoded)) {
+      throw new TraceCorrupt({ path: this.path, frame, offset, reason: `frame ${frame} at byte ${offset}: payload does not decode: ${decoded.left}` })
     }
-    return decoded.events
+    if (decoded.right.firstSeq !== this.index.chunkSeqs[i]) {
+      throw new TraceCorrupt({ path: this.path, frame, offset, reason: `frame ${frame} at byte ${offset}: the index says it starts at event ${this.index.chunkSeqs[i]}, it says ${decoded.right.firstSeq}` })
+    }
+    return decoded.right.events
+  }
+
+  /**
+   * The packed events of chunk `i` (format 3) as they were written, checksum checked but
+   * not unpacked; undefined for a format 2 chunk. A replay packs the events it produced
+   * and compares bytes: the same bytes unpack to the same events.
+   */
+  packedChunk(i: number): Uint8Array | undefined {
+    const value = this.frame(this.index.chunkOffsets[i]!) as { kind?: unknown; firstSeq?: unknown; packed?: unknown }
+    return value.kind === "events" && value.firstSeq === this.index.chunkSeqs[i] && value.packed instanceof Uint8Array ? value.packed : undefined
   }
 
   /** Checkpoint `i` (in index order). */

@@ -406,6 +406,12 @@ const writeRegister = (s: LapicState, reg: number, v: number): LapicWriteResult 
   }
 }
 
+/** The timer's registers (LVT timer, initial and current count, divide): the accesses that depend on the time. */
+export const lapicTimerRegister = (offset: number): boolean => {
+  const reg = offset & 0xff0
+  return reg === APIC_LVTT || reg === APIC_TMICT || reg === APIC_TMCCT || reg === APIC_TDCR
+}
+
 /** A guest MMIO read at `offset` from the APIC base, at instruction count `now`. */
 export const lapicRead = (s0: LapicState, offset: number, size: IoSize, now: number): { readonly state: LapicState; readonly value: number } => {
   const s = lapicAdvance(s0, now)

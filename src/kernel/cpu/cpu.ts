@@ -159,6 +159,11 @@ export class Cpu extends StringInstructions {
           }
           this.stepBudget = remaining
           this.step(d)
+          if (this.leaving) {
+            this.leaving = false
+            this.eip = this.instructionStart
+            return CpuStop.Left
+          }
           this.retired++
           // A rep string instruction ran further iterations, each a step (see StringInstructions.stringOp).
           if (this.blockProgress !== 0) {
@@ -191,6 +196,24 @@ export class Cpu extends StringInstructions {
         throw e
       }
     }
+  }
+
+  /**
+   * Retires the IN or OUT that left the CPU (CpuStop.Left) once userspace has completed
+   * it, as stepping it again with the completion would: IN's value to the accumulator,
+   * EIP past it. False when the interpreter must step it again instead: EIP moved since,
+   * or a single-step trap, a breakpoint or a requested stop comes with the retirement.
+   */
+  retireLeftPortIo(value: number): boolean {
+    const op = this.insn.opcode
+    // E4-E7 and EC-EF: IN and OUT with an immediate port or DX (bit 1: OUT; bit 0: not AL).
+    if ((op & 0x1f4) !== 0xe4 || this.eip !== this.instructionStart) return false
+    if ((this.flags & (TF | RF)) !== 0 || this.breakpointsArmed || this.stopRequested) return false
+    if ((op & 2) === 0) this.setReg((op & 1) === 0 ? 1 : this.opSize, Reg.EAX, value)
+    this.eip = this.pc
+    this.retired++
+    this.interruptShadow = 0
+    return true
   }
 
   /** Decodes the instruction at CS:EIP (or finds it decoded) and makes it the one in progress. */

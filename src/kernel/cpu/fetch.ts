@@ -1,5 +1,6 @@
 import { Addressing } from "./addressing.ts"
 import { fit, RF, signExtend, TF } from "./alu.ts"
+import { codeGranuleMask } from "./bus.ts"
 import { Decoder, Instruction } from "./decoder.ts"
 import { CR0_PG } from "./paging.ts"
 import { Seg, Vector } from "./state.ts"
@@ -15,11 +16,13 @@ export abstract class InstructionFetch extends Addressing {
   protected readonly scratch = new Instruction()
   /** The instruction in progress. */
   protected insn = this.scratch
-  /** Per guest frame, a count of writes to it (from the memory); undefined: nothing is cached. */
-  protected readonly frameWrites: Uint32Array | undefined = this.mem.frameWrites
-  /** The decoded-instruction cache, direct-mapped (empty without frameWrites). */
+  /** Per guest frame, a count of writes that hit cached code (from the memory); undefined: nothing is cached. */
+  protected readonly codeWrites: Uint32Array | undefined = this.mem.codeGranules === undefined ? undefined : this.mem.codeWrites
+  /** Per guest frame, the 128-byte pieces holding cached code: the memory watches writes to them. */
+  private readonly codeGranules: Uint32Array = this.mem.codeGranules ?? new Uint32Array(0)
+  /** The decoded-instruction cache, direct-mapped (empty without codeWrites). */
   protected readonly cache: Instruction[] =
-    this.frameWrites === undefined ? [] : Array.from({ length: CACHE_SLOTS }, () => new Instruction())
+    this.codeWrites === undefined ? [] : Array.from({ length: CACHE_SLOTS }, () => new Instruction())
 
   /** A code byte the block compiler reads ahead, in a frame already fetched from (so without EPT side effects). */
   private readonly readCode = (physical: number): number => this.mem.fetch8(physical)
@@ -59,7 +62,7 @@ export abstract class InstructionFetch extends Addressing {
    * cross a frame, and those the executor finishes decoding itself, are decoded every time.
    */
   protected decodeAt(start: number, code32: boolean): Instruction {
-    const writes = this.frameWrites
+    const writes = this.codeWrites
     const limit = this.segLimit[Seg.CS]
     if (writes === undefined || start > limit) {
       this.decoder.decode(this.scratch, code32)
@@ -69,9 +72,12 @@ export abstract class InstructionFetch extends Addressing {
     const pa = (this.cr0 & CR0_PG) === 0 ? linear : this.translate(linear, this.userAccess)
     const d = this.cache[(pa ^ (pa >>> 13)) & (CACHE_SLOTS - 1)]
     const mode = code32 ? 1 : 0
-    const frameWrites = writes[pa >>> 12]
-    if (d.physical === pa && d.mode === mode && d.writes === frameWrites && start + d.length - 1 <= limit) {
-      if (d.block === undefined && ++d.heat === BLOCK_THRESHOLD && this.translationBlocks) d.block = translateBlock(pa, frameWrites, code32, this.readCode)
+    const codeVersion = writes[pa >>> 12]
+    if (d.physical === pa && d.mode === mode && d.writes === codeVersion && start + d.length - 1 <= limit) {
+      if (d.block === undefined && ++d.heat === BLOCK_THRESHOLD && this.translationBlocks) {
+        d.block = translateBlock(pa, codeVersion, code32, this.readCode)
+        if (d.block !== undefined) this.codeGranules[pa >>> 12] |= codeGranuleMask(pa, pa + d.block.byteLength - 1)
+      }
       return d
     }
     d.mode = -1
@@ -79,7 +85,8 @@ export abstract class InstructionFetch extends Addressing {
     if (d.complete && (pa & 0xfff) + d.length <= 0x1000) {
       d.physical = pa
       d.mode = mode
-      d.writes = frameWrites
+      d.writes = codeVersion
+      this.codeGranules[pa >>> 12] |= codeGranuleMask(pa, pa + d.length - 1)
     }
     return d
   }

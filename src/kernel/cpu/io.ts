@@ -1,4 +1,4 @@
-import { type IoSize } from "./bus.ts"
+import { type IoSize, PORT_IO_LEAVES } from "./bus.ts"
 import { Reg, Vector } from "./state.ts"
 import { SystemInstructions } from "./system.ts"
 
@@ -31,15 +31,17 @@ export abstract class PortIo extends SystemInstructions {
     )
   }
 
+  /** IN to the accumulator; an access userspace completes leaves the CPU through the run loop (see `leaving`). */
   protected portInAccumulator(size: number, port: number, immediate: boolean): void {
     this.checkIoPermission(port, size)
     const v = this.exits.portIn(port, size as IoSize, this.ioQualification(size, true, false, immediate, port))
-    this.setReg(size, Reg.EAX, v)
+    if (v === PORT_IO_LEAVES) this.leaving = true
+    else this.setReg(size, Reg.EAX, v)
   }
 
   protected portOutAccumulator(size: number, port: number, immediate: boolean): void {
     this.checkIoPermission(port, size)
     const v = this.getReg(size, Reg.EAX)
-    this.exits.portOut(port, size as IoSize, v, this.ioQualification(size, false, false, immediate, port))
+    if (this.exits.portOut(port, size as IoSize, v, this.ioQualification(size, false, false, immediate, port))) this.leaving = true
   }
 }

@@ -150,6 +150,11 @@ export abstract class CpuState {
   /** Stack pointer of the instruction in progress; stackCommit() makes it ESP. */
   protected sp = 0
   protected stopRequested = false
+  /**
+   * The IN or OUT in progress leaves the CPU for userspace: the run loop abandons it, as
+   * a thrown LEAVE_CPU would (translation blocks hold no IN or OUT, so only the loop looks).
+   */
+  protected leaving = false
   protected faultVector = 0
   protected faultCode = 0
   /** The descriptor being loaded: read and checked, not yet in a segment cache. */

@@ -1,5 +1,5 @@
 import { DF, fit, subFlags, ZF } from "./alu.ts"
-import { type IoSize } from "./bus.ts"
+import { type IoSize, LEAVE_CPU, PORT_IO_LEAVES } from "./bus.ts"
 import { PortIo } from "./io.ts"
 import { Reg, Seg } from "./state.ts"
 
@@ -107,6 +107,7 @@ export abstract class StringInstructions extends PortIo {
     // Protection checks come before the port is read.
     this.probeWrite(this.checkedLinear(Seg.ES, di, size, true), size)
     const v = this.exits.portIn(port, size as IoSize, this.ioQualification(size, true, true, false, port))
+    if (v === PORT_IO_LEAVES) throw LEAVE_CPU
     this.writeMem(Seg.ES, di, size, v)
     this.advanceIndex(Reg.EDI, size)
     if (rep) this.repeatAfterIteration(false)
@@ -118,7 +119,7 @@ export abstract class StringInstructions extends PortIo {
     const rep = this.repPrefix !== 0
     if (rep && this.countRegister() === 0) return
     const v = this.readMem(this.dataSeg, this.indexRegister(Reg.ESI), size)
-    this.exits.portOut(port, size as IoSize, v, this.ioQualification(size, false, true, false, port))
+    if (this.exits.portOut(port, size as IoSize, v, this.ioQualification(size, false, true, false, port))) throw LEAVE_CPU
     this.advanceIndex(Reg.ESI, size)
     if (rep) this.repeatAfterIteration(false)
   }

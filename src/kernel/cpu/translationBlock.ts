@@ -15,8 +15,8 @@
  * Exactness where a block can be interrupted: before an instruction that can fault or
  * leave the CPU, EFLAGS, EIP and the count of instructions the block has retired
  * (`blockProgress`) are stored in the CPU, so a fault or an exit there finds the state
- * the interpreter would have. After a store, a write to the block's own frame (self-
- * modifying code) ends the block, and the interpreter decodes the new bytes.
+ * the interpreter would have. After a store, a write that hit cached code in the block's
+ * own frame (self-modifying code) ends the block, and the interpreter decodes the new bytes.
  *
  * The function takes the CPU, the EIP it starts at (the bytes are the same for any EIP
  * that maps to them; targets are computed from it) and the instruction budget, and
@@ -201,7 +201,7 @@ const jump = (osz: number, cond: string | null, reads: number, start: number, ne
   }
 }
 
-/** Where the block is: its frame and that frame's write count when it was compiled, for the self-modifying-code check. */
+/** Where the block is: its frame and that frame's count of code writes when it was compiled, for the self-modifying-code check. */
 interface BlockFrame {
   readonly frame: number
   readonly writes: number
@@ -216,11 +216,11 @@ const sync = (start: number, index: number): string =>
 
 /**
  * After a memory access: the block ends after this instruction when the kernel asked
- * the CPU to stop (an in-kernel device changed something) or the block's own frame
- * was written (self-modifying code).
+ * the CPU to stop (an in-kernel device changed something) or a write hit cached code in
+ * the block's own frame (self-modifying code).
  */
 const afterAccess = (at: BlockFrame, next: number, index: number): string =>
-  `if (c.stopRequested || c.frameWrites[${at.frame}] !== ${at.writes}) { c.flags = f; c.eip = eip + ${next}; return done + ${index + 1}; }`
+  `if (c.stopRequested || c.codeWrites[${at.frame}] !== ${at.writes}) { c.flags = f; c.eip = eip + ${next}; return done + ${index + 1}; }`
 
 /** The segment and offset expression of a ModRM memory operand. */
 const memoryOperand = (d: Instruction): { seg: number; off: string } => ({

@@ -82,6 +82,25 @@ describe("decoded-instruction cache", () => {
     expect(cpu.regs[Reg.EAX]).toBe(0x42)
   })
 
+  it("keeps cached code when only data next to it in the same page is written", () => {
+    // The stack grows down from the code's first byte, as a real-mode boot sector's does:
+    // mov ecx, 40; l: call f; dec ecx; jnz l; hlt; f: ret
+    const { cpu, memslots } = rig(0x10800, hex("b9 28 00 00 00 e8 04 00 00 00 49 75 f8 f4 c3"))
+    cpu.regs[Reg.ESP] = 0x10800
+    runToHlt(cpu)
+    expect(cpu.regs[Reg.ECX]).toBe(0)
+    // 40 return addresses were pushed into the page, and no cached instruction went stale.
+    expect(memslots.frameWrites[0x10]).toBe(40)
+    expect(memslots.codeWrites[0x10]).toBe(0)
+    // A write onto the code does make it stale: the next run decodes `mov ecx, 0x42`.
+    new Ept(memslots, ramOnlyExits).write8(0x10801, 0x42)
+    expect(memslots.codeWrites[0x10]).toBe(1)
+    cpu.eip = 0x10800
+    cpu.regs[Reg.ECX] = 0
+    cpu.run(1)
+    expect(cpu.regs[Reg.ECX]).toBe(0x42)
+  })
+
   it("decodes the same bytes again when CS.D changes", () => {
     // b8 01 00 00 00: mov eax, 1 (32-bit code) or mov ax, 1 then add [bx+si], al (16-bit code).
     const { cpu } = rig(0x10000, hex("b8 01 00 00 00 f4"))
