@@ -8,6 +8,7 @@
 import { Chunk, Effect, Stream } from "effect"
 import fc from "fast-check"
 import { describe, expect, it, vi } from "vitest"
+import { assertProperty } from "../support/soakRuns.ts"
 import { expectSameStates, sessionState } from "../support/sessionState.ts"
 import type { MachineConfig } from "../../src/events/MachineConfig.ts"
 import { memorySource } from "../../src/events/trace/framing.ts"
@@ -20,9 +21,6 @@ import { replayEvents } from "../../src/replay/replay.ts"
 import { ReplaySession } from "../../src/replay/session.ts"
 import { guestConfig, guestImage, type InterruptGuest, irqchipModes } from "../support/interruptGuests.ts"
 import { recordTraceBytes } from "../support/recordTrace.ts"
-
-/** Modest counts for `npm test`; `npm run soak` sets VMRR_SOAK_RUNS for thousands. */
-const runs = (modest: number): number => Number(process.env["VMRR_SOAK_RUNS"] ?? "") || modest
 
 /** How far the fake host clock moves at each reading, in ns (used in turn): from 1 µs to 3 ms. */
 const schedule = fc.array(fc.integer({ min: 1_000, max: 3_000_000 }), { minLength: 1, maxLength: 16 })
@@ -51,11 +49,12 @@ const open = (bytes: Uint8Array): SeekableTrace => {
 const guests: ReadonlyArray<InterruptGuest> = ["pit", "lapic"]
 
 describe.each(irqchipModes)("timers on the host clock, %s irqchip", (irqchip) => {
-  it.each(guests)("guests/%s.bin: any host-clock schedule records, and replays event for event", (guest) => {
+  it.each(guests)("guests/%s.bin: any host-clock schedule records, and replays event for event", async (guest) => {
     const config = realtime(guest, irqchip)
     const image = guestImage(guest)
-    fc.assert(
-      fc.property(schedule, (steps) => {
+    await assertProperty(
+      schedule,
+      (steps) => {
         const events = record(config, image, fakeHost(steps))
         const end = events.at(-1)!
         expect(end._tag === "RunEnd" && end.reason).toBe("debug-exit")
@@ -66,16 +65,17 @@ describe.each(irqchipModes)("timers on the host clock, %s irqchip", (irqchip) =>
         expect(events.some((e) => e._tag === "TimerExpiry")).toBe(true)
         const replayed = Effect.runSync(replayEvents({ config, image }, Stream.fromIterable(events), recordedInputs(events)))
         expect(replayed.verified).toBe(events.length)
-      }),
-      { numRuns: runs(6) }
+      },
+      6
     )
   })
 
-  it("seeking in a real-time recording gives the state of a straight replay; checkpoints change no event", () => {
+  it("seeking in a real-time recording gives the state of a straight replay; checkpoints change no event", async () => {
     const config = realtime("pit", irqchip)
     const image = guestImage("pit")
-    fc.assert(
-      fc.property(schedule, fc.integer({ min: 1_000, max: 20_000 }), fc.array(fc.nat(), { minLength: 1, maxLength: 4 }), (steps, every, picks) => {
+    await assertProperty(
+      fc.tuple(schedule, fc.integer({ min: 1_000, max: 20_000 }), fc.array(fc.nat(), { minLength: 1, maxLength: 4 })),
+      ([steps, every, picks]) => {
         const withCheckpoints = open(recordTraceBytes(config, image, every, fakeHost(steps)))
         const plain = open(recordTraceBytes(config, image, undefined, fakeHost(steps)))
         const events = (t: SeekableTrace) => t.index.chunkOffsets.flatMap((_, i) => t.chunk(i))
@@ -85,8 +85,8 @@ describe.each(irqchipModes)("timers on the host clock, %s irqchip", (irqchip) =>
         const straight = new ReplaySession(plain)
         expectSameStates(seeking, straight, picks.map((pick) => pick % seeking.eventCount))
         expect(seeking.ended?.reason).toBe("debug-exit")
-      }),
-      { numRuns: runs(3) }
+      },
+      3
     )
   })
 })
@@ -110,7 +110,7 @@ describe("the record stays light", () => {
 })
 
 describe("replay", () => {
-  it("never reads the host's clocks: every reading comes from the recording", () => {
+  it("never reads the host's clocks: every reading comes from the recording", async () => {
     const config = realtime("lapic", "kernel")
     const image = guestImage("lapic")
     const trace = open(recordTraceBytes(config, image, 300, fakeHost([1_500_000])))

@@ -1,4 +1,5 @@
 import { describe, expect, it } from "@effect/vitest"
+import { assertProperty } from "../support/soakRuns.ts"
 import { expectSameStates, sessionState } from "../support/sessionState.ts"
 import { Chunk, Effect, Stream } from "effect"
 import fc from "fast-check"
@@ -16,9 +17,6 @@ import { previousEvent, previousEventOfKind, previousWrite, stepBack } from "../
 import { ReplaySession, SessionError } from "../../src/replay/session.ts"
 import { instruction, pm32Config, SCRATCH } from "../support/programs.ts"
 import { recordTraceBytes } from "../support/recordTrace.ts"
-
-/** Modest counts for `npm test`; `npm run soak` sets VMRR_SOAK_RUNS for thousands. */
-const runs = (modest: number): number => Number(process.env["VMRR_SOAK_RUNS"] ?? "") || modest
 
 const le32 = (v: number): number[] => [v & 0xff, (v >>> 8) & 0xff, (v >>> 16) & 0xff, (v >>> 24) & 0xff]
 const COUNTER = SCRATCH + 0xff0
@@ -46,9 +44,10 @@ const open = (bytes: Uint8Array): SeekableTrace => {
 
 /** Everything a position is: registers, RAM, EPT, devices, the event count. */
 describe("checkpoints", () => {
-  it("do not change the events: a recording with checkpoints has the events of one without", () => {
-    fc.assert(
-      fc.property(loopProgram, fc.integer({ min: 1, max: 200 }), (image, every) => {
+  it("do not change the events: a recording with checkpoints has the events of one without", async () => {
+    await assertProperty(
+      fc.tuple(loopProgram, fc.integer({ min: 1, max: 200 })),
+      ([image, every]) => {
         const plain = Effect.runSync(Stream.runCollect(runMachine(config, image)).pipe(Effect.map(Chunk.toArray)))
         const bytes = recordTrace(image, every)
         const withCheckpoints = open(bytes)
@@ -61,8 +60,8 @@ describe("checkpoints", () => {
         expect(decoded.error).toBeUndefined()
         expect(decoded.chunks.flatMap((c) => c.events)).toEqual(plain)
         expect(decoded.checkpoints.map((c) => c.seq)).toEqual(withCheckpoints.index.checkpointSeqs)
-      }),
-      { numRuns: runs(15) }
+      },
+      15
     )
   })
 
@@ -82,20 +81,22 @@ describe("checkpoints", () => {
 })
 
 describe("seek", () => {
-  it("seeking to any event gives the state a straight replay from the start has there, and replays on to the end", () => {
-    fc.assert(
-      fc.property(loopProgram, fc.integer({ min: 1, max: 100 }), fc.nat(), (image, every, pick) => {
+  it("seeking to any event gives the state a straight replay from the start has there, and replays on to the end", async () => {
+    await assertProperty(
+      fc.tuple(loopProgram, fc.integer({ min: 1, max: 100 }), fc.nat()),
+      ([image, every, pick]) => {
         const seeking = new ReplaySession(open(recordTrace(image, every)))
         const straight = new ReplaySession(open(recordTrace(image, undefined)))
         expectSameStates(seeking, straight, [pick % seeking.eventCount])
-      }),
-      { numRuns: runs(15) }
+      },
+      15
     )
   })
 
-  it("seeks from checkpoints taken inside long compute, where the vCPU never leaves KVM_RUN", () => {
-    fc.assert(
-      fc.property(fc.integer({ min: 2_000, max: 8_000 }), fc.integer({ min: 37, max: 700 }), fc.nat(), (n, every, pick) => {
+  it("seeks from checkpoints taken inside long compute, where the vCPU never leaves KVM_RUN", async () => {
+    await assertProperty(
+      fc.tuple(fc.integer({ min: 2_000, max: 8_000 }), fc.integer({ min: 37, max: 700 }), fc.nat()),
+      ([n, every, pick]) => {
         // mov ecx, n; 1: add eax, ecx; loop 1b; hlt: one KVM_RUN from the first instruction to HLT.
         const image = Uint8Array.from([0xb9, ...le32(n), 0x01, 0xc8, 0xe2, 0xfc, 0xf4])
         const trace = open(recordTrace(image, every))
@@ -106,8 +107,8 @@ describe("seek", () => {
         const seeking = new ReplaySession(trace)
         const straight = new ReplaySession(open(recordTrace(image, undefined)))
         expectSameStates(seeking, straight, [{ time: pick % (seeking.endTime + 1) }])
-      }),
-      { numRuns: runs(15) }
+      },
+      15
     )
   })
 
@@ -120,9 +121,10 @@ describe("seek", () => {
 })
 
 describe("reverse", () => {
-  it("a step back then a step forward returns to the same state", () => {
-    fc.assert(
-      fc.property(loopProgram, fc.integer({ min: 1, max: 100 }), fc.nat(), (image, every, pick) => {
+  it("a step back then a step forward returns to the same state", async () => {
+    await assertProperty(
+      fc.tuple(loopProgram, fc.integer({ min: 1, max: 100 }), fc.nat()),
+      ([image, every, pick]) => {
         const session = new ReplaySession(open(recordTrace(image, every)))
         const t = 1 + (pick % session.endTime)
         session.seekTime(t)
@@ -131,8 +133,8 @@ describe("reverse", () => {
         expect(session.position.time).toBe(t - 1)
         session.stepInstruction()
         expect(sessionState(session)).toEqual(here)
-      }),
-      { numRuns: runs(15) }
+      },
+      15
     )
   })
 
@@ -153,9 +155,10 @@ describe("reverse", () => {
     expect(() => previousEventOfKind(session, "no-such-kind")).toThrow(SessionError)
   })
 
-  it("previous write finds the last instruction that changed the bytes", () => {
-    fc.assert(
-      fc.property(loopProgram, fc.integer({ min: 5, max: 100 }), (image, every) => {
+  it("previous write finds the last instruction that changed the bytes", async () => {
+    await assertProperty(
+      fc.tuple(loopProgram, fc.integer({ min: 5, max: 100 })),
+      ([image, every]) => {
         const session = new ReplaySession(open(recordTrace(image, every)))
         session.seekTime(session.endTime)
         const t = previousWrite(session, COUNTER, 4)
@@ -165,8 +168,8 @@ describe("reverse", () => {
         expect(session.currentInstruction().text).toMatch(/^decl/)
         session.stepInstruction()
         expect(Array.from(session.readPhysical(COUNTER, 4)!)).toEqual([0, 0, 0, 0])
-      }),
-      { numRuns: runs(8) }
+      },
+      8
     )
   })
 })

@@ -5,6 +5,7 @@
  * state, and says how far it got when the trace is damaged.
  */
 import { describe, expect, it } from "vitest"
+import { assertProperty } from "../support/soakRuns.ts"
 import { expectSameStates, sessionState } from "../support/sessionState.ts"
 import { Chunk, Effect, Stream } from "effect"
 import fc from "fast-check"
@@ -19,7 +20,6 @@ import { ReplayDivergence, ReplayTraceDamaged } from "../../src/replay/divergenc
 import { ReplaySession } from "../../src/replay/session.ts"
 import { pm32Config, SCRATCH } from "../support/programs.ts"
 
-const runs = (modest: number): number => Number(process.env["VMRR_SOAK_RUNS"] ?? "") || modest
 const le32 = (v: number): number[] => [v & 0xff, (v >>> 8) & 0xff, (v >>> 16) & 0xff, (v >>> 24) & 0xff]
 const config = pm32Config({ memoryMiB: 4 })
 const HOT = SCRATCH - 0x1000
@@ -57,9 +57,10 @@ const open = (bytes: Uint8Array): SeekableTrace => {
 }
 
 describe("restoring a checkpoint", () => {
-  it("gives the state of a replay from the start, from any checkpoint, in any order", () => {
-    fc.assert(
-      fc.property(fc.integer({ min: 5, max: 120 }), fc.nat(), fc.array(fc.nat(), { minLength: 1, maxLength: 6 }), (n, e, picks) => {
+  it("gives the state of a replay from the start, from any checkpoint, in any order", async () => {
+    await assertProperty(
+      fc.tuple(fc.integer({ min: 5, max: 120 }), fc.nat(), fc.array(fc.nat(), { minLength: 1, maxLength: 6 })),
+      ([n, e, picks]) => {
         // 4 instructions an iteration: at least 4 checkpoints.
         const every = 3 + (e % (n - 2))
         const image = pageWriter(n)
@@ -68,8 +69,8 @@ describe("restoring a checkpoint", () => {
         expect(seeking.trace.index.checkpointTimes.length).toBeGreaterThan(1)
         // Backwards and forwards: each restore starts from whatever the session holds.
         expectSameStates(seeking, straight, picks.map((pick) => ({ time: pick % (seeking.endTime + 1) })))
-      }),
-      { numRuns: runs(12) }
+      },
+      12
     )
   })
 
