@@ -346,3 +346,12 @@ export const VmEvent = Schema.Union(
 )
 export type VmEvent = typeof VmEvent.Type
 export type VmEventTag = VmEvent["_tag"]
+
+/** What a run takes from the host, and a replay from the recording: serial bytes, the RTC's wall clock, the TSC, the timers' clock. */
+const hostInputTags: ReadonlySet<string> = new Set<VmEventTag>(["HostInput", "HostClock", "HostTsc", "HostMonotonicClock"])
+export type RecordedHostInput = HostInput | HostClock | HostTsc | HostMonotonicClock
+
+/** Whether events of kind `tag` are host inputs (RecordedHostInput). */
+export const isHostInputTag = (tag: string): boolean => hostInputTags.has(tag)
+
+export const isHostInput = (e: VmEvent): e is RecordedHostInput => hostInputTags.has(e._tag)

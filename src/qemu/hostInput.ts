@@ -48,8 +48,6 @@ export interface HostInputPort {
   readonly idleUntil?: number | undefined
 }
 
-/** What a run takes from the host, in the order it took it: serial bytes, the RTC's wall clock, the TSC, the timers' clock. */
-export type RecordedHostInput = HostInput | HostClock | HostTsc | HostMonotonicClock
 
 /**
  * The wall clock of a host that gives none (tests, a machine with nothing connected):

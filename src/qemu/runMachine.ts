@@ -89,29 +89,16 @@ export interface RunOptions {
 }
 
 /**
- * A whole run as a stream of event chunks, from machine creation to the RunEnd event.
- * The chunking never changes the events: the same guest gives the same stream.
+ * A whole run as a stream of event chunks, from machine creation to the RunEnd event:
+ * the recording's stream without checkpoints. The chunking never changes the events:
+ * the same guest gives the same stream.
  */
 export const runMachine = (
   config: MachineConfig,
   image: Uint8Array,
   options: RunOptions = {}
 ): Stream.Stream<VmEvent, MachineSetupError> =>
-  Stream.unwrap(
-    Effect.map(
-      Effect.suspend(() => createMachine(config, image, options.kernel, options.input)),
-      (machine) => {
-        const chunk = () => {
-          const { events, done } = runChunk(machine, undefined)
-          return [Chunk.unsafeFromArray(events), done ? Option.none() : Option.some(undefined)] as const
-        }
-        const pause = options.betweenChunks
-        return pause === undefined
-          ? Stream.paginateChunk(undefined, chunk)
-          : Stream.paginateChunkEffect(undefined, () => Effect.zipRight(pause, Effect.sync(chunk)))
-      }
-    )
-  )
+  Stream.mapConcatChunk(recordMachine(config, image, { ...options, checkpointEvery: undefined }), ({ events }) => Chunk.unsafeFromArray(events))
 
 /**
  * A run for recording: one element per chunk of events, each with the checkpoint taken

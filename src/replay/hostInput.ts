@@ -11,8 +11,8 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Stream from "effect/Stream"
 import type { MachineConfig } from "../events/MachineConfig.ts"
-import type { VmEvent } from "../events/VmEvent.ts"
-import { type HostInputPort, noHostInput, QueuedHostInput, type RecordedHostInput, ScheduledHostInput } from "../qemu/hostInput.ts"
+import { isHostInput, type RecordedHostInput, type VmEvent } from "../events/VmEvent.ts"
+import { type HostInputPort, noHostInput, QueuedHostInput, ScheduledHostInput } from "../qemu/hostInput.ts"
 import type { MachineSetupError } from "../qemu/errors.ts"
 import type { KernelFactory } from "../qemu/machine.ts"
 import { type RecordedChunk, recordMachine, runMachine } from "../qemu/runMachine.ts"
@@ -178,10 +178,6 @@ export const recordWithHostInput = (
 ): Stream.Stream<RecordedChunk, MachineSetupError, HostInput> =>
   Stream.unwrap(Effect.map(HostInput, (input) =>
     recordMachine(config, image, { kernel, input: input.port, betweenChunks: input.betweenChunks, checkpointEvery })))
-
-/** Serial input and the host's clocks: what a replay feeds back. */
-export const isHostInput = (e: VmEvent): e is RecordedHostInput =>
-  e._tag === "HostInput" || e._tag === "HostClock" || e._tag === "HostTsc" || e._tag === "HostMonotonicClock"
 
 /** The HostInput events of a recording, in order: what a replay feeds back. */
 export const recordedInputs = (events: Iterable<VmEvent>): RecordedHostInput[] => {

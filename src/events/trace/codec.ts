@@ -1,7 +1,7 @@
 import * as Either from "effect/Either"
 import * as ParseResult from "effect/ParseResult"
 import * as Schema from "effect/Schema"
-import type { VmEvent } from "../VmEvent.ts"
+import { isHostInput, isHostInputTag, type VmEvent } from "../VmEvent.ts"
 import { TraceCorrupt } from "./errors.ts"
 import { type ByteSource, encodeFrame, magic, memorySource, readFrame, shortText } from "./framing.ts"
 import { PackedDecodeError } from "./bytes.ts"
@@ -31,9 +31,6 @@ export interface TraceSummary {
   readonly bytes: number
 }
 
-/** The events a replay takes from the recording rather than the guest. */
-const hostInputKinds: ReadonlySet<string> = new Set(["HostInput", "HostClock", "HostTsc", "HostMonotonicClock"])
-
 /** Where the chunks and checkpoints are: what the end frame lists and a scan rebuilds. */
 export class TraceIndexBuilder {
   eventCount = 0
@@ -52,8 +49,8 @@ export class TraceIndexBuilder {
     this.chunkSeqs.push(events[0].seq)
     this.chunkTimes.push(events[0].time)
     this.eventCount += events.length
-    if (kinds !== undefined && !kinds.some((kind) => hostInputKinds.has(kind))) return
-    for (let i = 0; i < events.length; i++) if (hostInputKinds.has(events[i]!._tag)) this.inputSeqs.push(events[i]!.seq)
+    if (kinds !== undefined && !kinds.some(isHostInputTag)) return
+    for (let i = 0; i < events.length; i++) if (isHostInput(events[i]!)) this.inputSeqs.push(events[i]!.seq)
   }
 
   addCheckpoint(offset: number, checkpoint: Pick<Checkpoint, "seq" | "time">): void {
