@@ -6,9 +6,7 @@ import { HOST_INPUT_QUANTUM, type HostInputPort, QueuedHostInput, ScheduledHostI
 import { runMachine } from "../../src/qemu/runMachine.ts"
 import { recordedInputs } from "../../src/replay/hostInput.ts"
 import { replayEvents } from "../../src/replay/replay.ts"
-import { instruction, pm32Config } from "../support/programs.ts"
-
-const le32 = (v: number): number[] => [v & 0xff, (v >>> 8) & 0xff, (v >>> 16) & 0xff, (v >>> 24) & 0xff]
+import { instruction, le32, pm32Config } from "../support/programs.ts"
 
 /**
  * Instructions that use the UART's receiver: bounded polls of LSR.DR (`loopz` gives up

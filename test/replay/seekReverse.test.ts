@@ -15,10 +15,9 @@ import { ReplayDivergence } from "../../src/replay/divergence.ts"
 import { withDivergencePoint } from "../../src/replay/divergencePoint.ts"
 import { previousEvent, previousEventOfKind, previousWrite, stepBack } from "../../src/replay/reverse.ts"
 import { ReplaySession, SessionError } from "../../src/replay/session.ts"
-import { instruction, pm32Config, SCRATCH } from "../support/programs.ts"
+import { instruction, le32, pm32Config, SCRATCH } from "../support/programs.ts"
 import { recordTraceBytes } from "../support/recordTrace.ts"
 
-const le32 = (v: number): number[] => [v & 0xff, (v >>> 8) & 0xff, (v >>> 16) & 0xff, (v >>> 24) & 0xff]
 const COUNTER = SCRATCH + 0xff0
 
 /** A generated body run `n` times: mov [COUNTER], n; L: body; dec dword [COUNTER]; jnz L; hlt. */

@@ -18,9 +18,8 @@ import type { VmEvent } from "../../src/events/VmEvent.ts"
 import { recordMachine } from "../../src/qemu/runMachine.ts"
 import { ReplayDivergence, ReplayTraceDamaged } from "../../src/replay/divergence.ts"
 import { ReplaySession } from "../../src/replay/session.ts"
-import { pm32Config, SCRATCH } from "../support/programs.ts"
+import { le32, pm32Config, SCRATCH } from "../support/programs.ts"
 
-const le32 = (v: number): number[] => [v & 0xff, (v >>> 8) & 0xff, (v >>> 16) & 0xff, (v >>> 24) & 0xff]
 const config = pm32Config({ memoryMiB: 4 })
 const HOT = SCRATCH - 0x1000
 

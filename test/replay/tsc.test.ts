@@ -17,10 +17,8 @@ import { runMachine } from "../../src/qemu/runMachine.ts"
 import { recordedInputs } from "../../src/replay/hostInput.ts"
 import { replayEvents } from "../../src/replay/replay.ts"
 import { ReplaySession } from "../../src/replay/session.ts"
-import { pm32Config } from "../support/programs.ts"
+import { le32, pm32Config } from "../support/programs.ts"
 import { recordTraceBytes } from "../support/recordTrace.ts"
-
-const le32 = (v: number): number[] => [v & 0xff, (v >>> 8) & 0xff, (v >>> 16) & 0xff, (v >>> 24) & 0xff]
 
 /**
  * t=0 mov ecx, 0x10; t=1 rdmsr; t=2 mov ebx, eax; t=3 mov eax, value; t=4 xor edx, edx;

@@ -16,7 +16,8 @@ export const pm32Config = (overrides: Partial<MachineConfig> = {}): MachineConfi
   ...overrides
 })
 
-const le32 = (v: number): number[] => [v & 0xff, (v >>> 8) & 0xff, (v >>> 16) & 0xff, (v >>> 24) & 0xff]
+/** A 32-bit value as its four little-endian bytes, for immediates in hand-assembled code. */
+export const le32 = (v: number): number[] => [v & 0xff, (v >>> 8) & 0xff, (v >>> 16) & 0xff, (v >>> 24) & 0xff]
 
 /** General registers a generated program may write: every one but ESP. */
 const reg = fc.constantFrom(0, 1, 2, 3, 5, 6, 7)

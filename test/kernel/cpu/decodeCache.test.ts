@@ -11,8 +11,7 @@ import { Memslots } from "../../../src/kernel/memslots.ts"
 import { hex } from "../../support/cpuHarness.ts"
 import { ramOnlyExits } from "../../support/ramOnly.ts"
 import { RecordingExits } from "../../support/recordingExits.ts"
-
-const le32 = (v: number): number[] => [v & 0xff, (v >>> 8) & 0xff, (v >>> 16) & 0xff, (v >>> 24) & 0xff]
+import { le32 } from "../../support/programs.ts"
 
 interface Rig {
   readonly cpu: Cpu

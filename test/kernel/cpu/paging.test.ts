@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest"
 import { CpuStop, Reg } from "../../../src/kernel/cpu/cpu.ts"
 import { CODE, hex, type Machine, protectedMode, setGate, STACK_TOP } from "../../support/cpuHarness.ts"
+import { le32 } from "../../support/programs.ts"
 
 const PD = 0x10000
 const PT0 = 0x11000
@@ -12,8 +13,6 @@ const US = 4
 const A = 0x20
 const D = 0x40
 const PS = 0x80
-
-const le32 = (v: number): number[] => [v & 0xff, (v >>> 8) & 0xff, (v >>> 16) & 0xff, (v >>> 24) & 0xff]
 
 /**
  * Flat PM at CPL 0 with paging on: linear 0-4 MiB identity-mapped by PT0 (user, writable),

@@ -2,6 +2,7 @@ import { describe, expect, it } from "vitest"
 import { IF, IOPL, ZF } from "../../../src/kernel/cpu/alu.ts"
 import { CpuStop, Reg, Seg } from "../../../src/kernel/cpu/cpu.ts"
 import { CODE, descriptor, GDT, hex, type Machine, protectedMode, SEL, setGate, STACK_TOP, testGdt } from "../../support/cpuHarness.ts"
+import { le32 } from "../../support/programs.ts"
 
 const TSS = 0x9000
 const LDT = 0xa000
@@ -12,7 +13,6 @@ const IO_MAP = 0x68
 const TSS_LIMIT = IO_MAP + 32
 const R3 = { code: 0x43, data: 0x4b, tss: 0x50, gate: 0x5b, ldt: 0x60 } as const
 
-const le32 = (v: number): number[] => [v & 0xff, (v >>> 8) & 0xff, (v >>> 16) & 0xff, (v >>> 24) & 0xff]
 const callGate = (selector: number, offset: number, dpl: number, count: number): number[] => [
   ...le32(((selector & 0xffff) << 16) | (offset & 0xffff)),
   ...le32((offset & 0xffff0000) | 0x8000 | (dpl << 13) | (0xc << 8) | count)

@@ -6,9 +6,9 @@ import { AC, IF, TF } from "../../../src/kernel/cpu/alu.ts"
 import { CpuStop, Reg, Seg } from "../../../src/kernel/cpu/cpu.ts"
 import { createVm } from "../../../src/kernel/kvm.ts"
 import { CODE, hex, type Machine, protectedMode, SEL, setGate, STACK_TOP } from "../../support/cpuHarness.ts"
+import { le32 } from "../../support/programs.ts"
 
 const HANDLER = 0x4000
-const le32 = (v: number): number[] => [v & 0xff, (v >>> 8) & 0xff, (v >>> 16) & 0xff, (v >>> 24) & 0xff]
 
 /** Ring 3 without a TSS switch: handlers tested here stay at CPL 3 through a conforming ring-0 code segment. */
 const toRing3 = (m: Machine): void => {

@@ -2,13 +2,13 @@ import fc from "fast-check"
 import { describe, expect, it } from "vitest"
 import { Reg, Seg } from "../../../src/kernel/cpu/cpu.ts"
 import { CODE, hex, type Machine, protectedMode, SEL, setGate, STACK_TOP } from "../../support/cpuHarness.ts"
+import { le32 } from "../../support/programs.ts"
 
 const PD = 0x10000
 const PT0 = 0x11000
 const PT1 = 0x12000
 const FRAMES = 0x30000
 const HANDLER = 0x4000
-const le32 = (v: number): number[] => [v & 0xff, (v >>> 8) & 0xff, (v >>> 16) & 0xff, (v >>> 24) & 0xff]
 
 interface Setup {
   readonly wp: boolean
