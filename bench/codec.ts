@@ -5,10 +5,14 @@
  * process's CPU time, best of a few runs, so other processes on the machine inflate
  * them less. `npx tsx bench/codec.ts` measures the events of the record/replay
  * benchmark's guest (a port I/O loop) and a mix of kinds whose fields keep changing;
- * `measureCodec` is for other benchmarks.
+ * `measureCodec` is for other benchmarks. `measurePacking` measures the packing alone:
+ * of event objects (`packEvents`) and of the event log's raw records (`packRawEvents`,
+ * which recording uses).
  */
 import type { MachineConfig } from "../src/events/MachineConfig.ts"
+import { rawChunkOf } from "../src/events/rawEvents.ts"
 import type { VmEvent } from "../src/events/VmEvent.ts"
+import { packEvents, packRawEvents } from "../src/events/trace/packedEvents.ts"
 import { encodeTrace, TraceDecoder, TraceEncoder } from "../src/events/trace/codec.ts"
 import { memorySource } from "../src/events/trace/framing.ts"
 import { makeTraceHeader } from "../src/events/trace/schema.ts"
@@ -67,6 +71,34 @@ export const measureCodec = (events: ReadonlyArray<VmEvent>, runs = 5): CodecMea
   }
 }
 
+export interface PackingMeasurement {
+  /** `packEvents` of the chunks' event objects. */
+  readonly packEventsPerSecond: number
+  /** `packRawEvents` of the same chunks as the event log's records. */
+  readonly packRawEventsPerSecond: number
+}
+
+
+/** Packs `events` (consecutive seqs) in chunks, from objects and from raw records: the packing alone, no framing. */
+export const measurePacking = (events: ReadonlyArray<VmEvent>, runs = 20): PackingMeasurement => {
+  const chunks = chunksOf(events)
+  const rawChunks = chunks.map(rawChunkOf)
+  let sink = 0
+  // In turns, so that what else the machine runs weighs on both alike.
+  let objectTime = Number.POSITIVE_INFINITY
+  let rawTime = Number.POSITIVE_INFINITY
+  for (let i = 0; i < runs; i++) {
+    objectTime = Math.min(objectTime, fastest(1, () => {
+      for (const chunk of chunks) sink += packEvents(chunk).bytes.length
+    }))
+    rawTime = Math.min(rawTime, fastest(1, () => {
+      for (const chunk of rawChunks) sink -= packRawEvents(chunk).bytes.length
+    }))
+  }
+  if (sink !== 0) throw new Error("packing raw records gave other bytes than packing the events")
+  return { packEventsPerSecond: events.length / objectTime, packRawEventsPerSecond: events.length / rawTime }
+}
+
 /** What the benchmark guest's `out 0x80, al; loop` records per iteration. */
 export const ioLoopEvents = (iterations: number): Array<VmEvent> => {
   const events: Array<VmEvent> = []
@@ -103,7 +135,12 @@ export const mixedEvents = (count: number): Array<VmEvent> =>
 const report = (name: string, m: CodecMeasurement) =>
   console.log(`${name}: ${m.bytesPerEvent.toFixed(2)} bytes/event; encode ${(1e9 / m.encodeEventsPerSecond).toFixed(0)} ns/event (${(m.encodeEventsPerSecond / 1e6).toFixed(1)} M/s), decode ${(1e9 / m.decodeEventsPerSecond).toFixed(0)} ns/event (${(m.decodeEventsPerSecond / 1e6).toFixed(1)} M/s)`)
 
+const reportPacking = (name: string, m: PackingMeasurement) =>
+  console.log(`${name}: pack objects ${(1e9 / m.packEventsPerSecond).toFixed(0)} ns/event (${(m.packEventsPerSecond / 1e6).toFixed(1)} M/s), pack raw records ${(1e9 / m.packRawEventsPerSecond).toFixed(0)} ns/event (${(m.packRawEventsPerSecond / 1e6).toFixed(1)} M/s), ${(m.packRawEventsPerSecond / m.packEventsPerSecond).toFixed(2)}×`)
+
 if (import.meta.url === `file://${process.argv[1]}`) {
   report("port I/O loop (1M events)", measureCodec(ioLoopEvents(200_000)))
+  reportPacking("port I/O loop (1M events)", measurePacking(ioLoopEvents(200_000)))
   report("mixed kinds, changing fields (1M events)", measureCodec(mixedEvents(1_000_000)))
+  reportPacking("mixed kinds, changing fields (1M events)", measurePacking(mixedEvents(1_000_000)))
 }

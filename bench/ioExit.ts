@@ -16,6 +16,7 @@ import { pathToFileURL } from "node:url"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Stream from "effect/Stream"
+import { releaseRawChunk } from "../src/events/rawEvents.ts"
 import { openTraceWriter } from "../src/events/trace/writer.ts"
 import { cpuExecOnce } from "../src/qemu/cpuExec.ts"
 import { createMachine } from "../src/qemu/machine.ts"
@@ -26,7 +27,7 @@ const runOnce = ({ config, image }: Guest): void => {
   const machine = Either.getOrThrow(createMachine(config, image))
   for (;;) {
     if (cpuExecOnce(machine) !== undefined) return
-    if (machine.log.pending >= CHUNK_EVENTS) machine.log.drain()
+    if (machine.log.pending >= CHUNK_EVENTS) releaseRawChunk(machine.log.drain())
   }
 }
 
@@ -36,7 +37,7 @@ const recordOnce = async ({ config, image }: Guest, path: string): Promise<void>
       Effect.gen(function* () {
         const writer = yield* openTraceWriter(path, { config, image })
         yield* Stream.runForEach(recordMachine(config, image, { checkpointEvery: defaultCheckpointEvery }), ({ checkpoint, events }) =>
-          Effect.zipRight(checkpoint === undefined ? Effect.void : writer.writeCheckpoint(checkpoint), writer.writeChunk(events)))
+          Effect.zipRight(checkpoint === undefined ? Effect.void : writer.writeCheckpoint(checkpoint), writer.writeRawChunk(events)))
         yield* writer.close
       })
     )

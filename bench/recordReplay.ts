@@ -61,7 +61,7 @@ const program = reuse ? Effect.map(seekPhase, (times) => reportSeeks(times)) : E
   const times = yield* seekPhase
   console.log(`guest: ${iterations} iterations of out 0x80, al; loop — ${run.events} events, ${iterations * 2 + 2} instructions`)
   console.log(`run, not recorded:       ${run.seconds.toFixed(2)} s (${rate(run.events, run.seconds)})`)
-  console.log(`run, recorded:           ${recorded.seconds.toFixed(2)} s (${rate(recorded.events, recorded.seconds)}): overhead ${((recorded.seconds / run.seconds - 1) * 100).toFixed(0)}%, checkpoint every ${defaultCheckpointEvery} instructions`)
+  console.log(`run, recorded:           ${recorded.seconds.toFixed(2)} s (${rate(recorded.events, recorded.seconds)}): overhead ${((recorded.seconds / run.seconds - 1) * 100).toFixed(0)}%, checkpoints: ${defaultCheckpointEvery}`)
   console.log(`replay, verified:        ${replay.seconds.toFixed(2)} s (${rate(replay.events, replay.seconds)}): ${(replay.seconds / recorded.seconds).toFixed(2)}× the recording's time`)
   reportSeeks(times, recorded.seconds)
 })

@@ -7,7 +7,8 @@ import * as Effect from "effect/Effect"
 import * as Stream from "effect/Stream"
 import { openSeekableTrace } from "../src/events/trace/traceIndex.ts"
 import { openTraceWriter } from "../src/events/trace/writer.ts"
-import { defaultCheckpointEvery, recordMachine, runMachine } from "../src/qemu/runMachine.ts"
+import { releaseRawChunk } from "../src/events/rawEvents.ts"
+import { defaultCheckpointEvery, recordMachine } from "../src/qemu/runMachine.ts"
 import { replayTrace } from "../src/replay/replay.ts"
 import { ReplaySession } from "../src/replay/session.ts"
 import type { Guest } from "./ioLoop.ts"
@@ -29,12 +30,18 @@ const timed = <E>(e: Effect.Effect<number, E>): Effect.Effect<Timed, E> =>
     return Effect.map(e, (events) => ({ events, seconds: secondsSince(start), cpuSeconds: cpuSecondsSince(cpu) }))
   })
 
-/** The whole run as a stream of event chunks, nothing kept: `vmrr run` without `--record`. */
+/**
+ * The whole run as a stream of event chunks as the event log holds them, nothing kept:
+ * what recording adds to (`vmrr run` also makes objects of the events, to print them).
+ */
 export const runUnrecorded = (guest: Guest): Effect.Effect<Timed, unknown> =>
   timed(Effect.suspend(() => {
     let events = 0
-    const run = runMachine(guest.config, guest.image)
-    return Effect.map(Stream.runForEachChunk(run, (c) => Effect.sync(() => void (events += c.length))), () => events)
+    const run = recordMachine(guest.config, guest.image)
+    return Effect.map(Stream.runForEach(run, (c) => Effect.sync(() => {
+      events += c.events.count
+      releaseRawChunk(c.events)
+    })), () => events)
   }))
 
 /** `vmrr run --record path`: the run with checkpoints, every chunk written to the trace file. */
@@ -43,7 +50,7 @@ export const record = (guest: Guest, path: string): Effect.Effect<Timed, unknown
     Effect.gen(function* () {
       const writer = yield* openTraceWriter(path, guest)
       yield* Stream.runForEach(recordMachine(guest.config, guest.image, { checkpointEvery: defaultCheckpointEvery }), ({ checkpoint, events }) =>
-        Effect.zipRight(checkpoint === undefined ? Effect.void : writer.writeCheckpoint(checkpoint), writer.writeChunk(events)))
+        Effect.zipRight(checkpoint === undefined ? Effect.void : writer.writeCheckpoint(checkpoint), writer.writeRawChunk(events)))
       const summary = yield* writer.close
       return summary.eventCount
     })

@@ -12,6 +12,7 @@ import { openTraceWriter } from "../events/trace/writer.ts"
 import type { VmEvent } from "../events/VmEvent.ts"
 import { type HostInput, HostInputStdin, recordWithHostInput, runWithHostInput } from "../replay/hostInput.ts"
 import { defaultCheckpointEvery, type RecordedChunk } from "../qemu/runMachine.ts"
+import { rawEvents } from "../events/rawEvents.ts"
 import { diffTraces, formatCounts, TracesDiffer } from "../replay/diff.ts"
 import { replayTrace } from "../replay/replay.ts"
 import { dumpWithInstructions } from "./dumpDisasm.ts"
@@ -39,8 +40,8 @@ const exitStatusOf = (end: VmEvent | undefined): number => {
 const record = Options.file("record").pipe(Options.optional, Options.withDescription("write the run to this .vmrr trace"))
 const json = Options.boolean("json").pipe(Options.withDescription("print one JSON object per event on stdout, nothing else"))
 const checkpointEvery = integerOption("checkpoint-every", 1, Number.MAX_SAFE_INTEGER).pipe(
-  Options.withDefault(defaultCheckpointEvery),
-  Options.withDescription(`with --record, a checkpoint every this many instructions (default ${defaultCheckpointEvery})`)
+  Options.optional,
+  Options.withDescription("with --record, a checkpoint every this many instructions (default: about every 8 ms of replay work)")
 )
 
 const tsc = Options.choice("tsc", ["virtual", "realtime"]).pipe(
@@ -97,14 +98,15 @@ const runCommand = Command.make("run", { image, mode, load, entry, mem, limit, i
         Effect.scoped(
           Effect.gen(function* () {
             const writer = yield* openTraceWriter(path, { config, image: bytes, backend: args.backend })
-            const unobserved = kvmFailuresAsErrors(recordWithHostInput(config, bytes, args.checkpointEvery, kernel))
+            const unobserved = kvmFailuresAsErrors(recordWithHostInput(config, bytes, Option.getOrElse(args.checkpointEvery, () => defaultCheckpointEvery), kernel))
             const recorded: Stream.Stream<RecordedChunk, Stream.Stream.Error<typeof unobserved> | GdbRunError, HostInput> = Option.isSome(args.gdb)
               ? liveRecordingUnderGdb(config, bytes, args.gdb.value)
               : unobserved
             yield* Stream.runForEach(recorded, ({ checkpoint, events }) =>
+              // Shown first: the writer takes the chunk.
               Effect.zipRight(
-                checkpoint === undefined ? writer.writeChunk(events) : Effect.zipRight(writer.writeCheckpoint(checkpoint), writer.writeChunk(events)),
-                show(Chunk.unsafeFromArray(events))
+                show(Chunk.unsafeFromArray(rawEvents(events))),
+                checkpoint === undefined ? writer.writeRawChunk(events) : Effect.zipRight(writer.writeCheckpoint(checkpoint), writer.writeRawChunk(events))
               ))
             const written = yield* writer.close
             if (!args.json) yield* writeStderr(`vmrr: recorded ${written.eventCount} events in ${written.bytes} bytes to ${path}\n`)

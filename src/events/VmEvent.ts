@@ -348,7 +348,7 @@ export type VmEvent = typeof VmEvent.Type
 export type VmEventTag = VmEvent["_tag"]
 
 /** What a run takes from the host, and a replay from the recording: serial bytes, the RTC's wall clock, the TSC, the timers' clock. */
-const hostInputTags: ReadonlySet<string> = new Set<VmEventTag>(["HostInput", "HostClock", "HostTsc", "HostMonotonicClock"])
+export const hostInputTags: ReadonlySet<string> = new Set<VmEventTag>(["HostInput", "HostClock", "HostTsc", "HostMonotonicClock"])
 export type RecordedHostInput = HostInput | HostClock | HostTsc | HostMonotonicClock
 
 /** Whether events of kind `tag` are host inputs (RecordedHostInput). */

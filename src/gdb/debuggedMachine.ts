@@ -55,7 +55,7 @@ export class DebuggedMachine {
           logRunEnd(this.machine, outcome)
           this.outcome = outcome
         }
-        const events = this.machine.log.drain()
+        const events = this.machine.log.drainEvents()
         if (events.length > 0) this.onEvents(events)
       }
     } finally {

@@ -12,6 +12,7 @@ import type { MachineConfig } from "../events/MachineConfig.ts"
 import type { VmEvent } from "../events/VmEvent.ts"
 import type { MachineSetupError } from "../qemu/errors.ts"
 import { CHUNK_EVENTS, type RecordedChunk } from "../qemu/runMachine.ts"
+import { rawChunkOf } from "../events/rawEvents.ts"
 import { HostInput } from "../replay/hostInput.ts"
 import { openReplaySession, type SessionFailure } from "../replay/session.ts"
 import { LiveTarget } from "./liveTarget.ts"
@@ -78,7 +79,7 @@ export const liveRecordingUnderGdb = (
   image: Uint8Array,
   address: GdbAddress
 ): Stream.Stream<RecordedChunk, GdbRunError, HostInput> =>
-  Stream.mapChunks(liveRunUnderGdb(config, image, address, { recorded: true }), (events) => Chunk.of({ checkpoint: undefined, events: Chunk.toArray(events) }))
+  Stream.mapChunks(liveRunUnderGdb(config, image, address, { recorded: true }), (events) => Chunk.of({ checkpoint: undefined, events: rawChunkOf(Chunk.toArray(events)) }))
 
 /** A recording replayed under gdb; succeeds with the number of events verified once the replay has reached its end. */
 export const replayUnderGdb = (path: string, address: GdbAddress): Effect.Effect<number, SessionFailure | GdbServerError | GdbSessionFailed> =>

@@ -37,13 +37,14 @@ class WatchedVm extends Vm {
 
   constructor(log: EventLog, found: Map<number, GuestInstruction>) {
     super(log)
-    const push = log.push.bind(log)
-    log.push = (e: VmEvent) => {
-      if (e._tag === "VmExit" && this.ram !== undefined && this.vcpu !== undefined) {
-        const instruction = instructionAt(this.ram, this.vcpu.getSregs(), e.rip)
-        if (instruction !== undefined) found.set(e.seq, instruction)
+    const vmExit = log.vmExit.bind(log)
+    log.vmExit = (...exit: Parameters<EventLog["vmExit"]>) => {
+      const rip = exit[5]
+      if (this.ram !== undefined && this.vcpu !== undefined) {
+        const instruction = instructionAt(this.ram, this.vcpu.getSregs(), rip)
+        if (instruction !== undefined) found.set(log.nextSeq, instruction)
       }
-      push(e)
+      vmExit(...exit)
     }
   }
 

@@ -12,6 +12,17 @@ export const MAX_MEMSLOTS = 254
  * on demand. One byte per 4 KiB guest frame (a 32-bit guest-physical space is 2^20
  * frames): not present, mapped to memslot k (as k + 1), or MMIO.
  */
+/** A logging slot's frameWrites at the last KVM_GET_DIRTY_LOG, and byte views for comparing them with the counts now. */
+interface DirtyLog {
+  readonly first: number
+  readonly baseline: Uint32Array
+  readonly baselineBytes: Buffer
+  readonly writeBytes: Buffer
+}
+
+/** Frames per native comparison in KVM_GET_DIRTY_LOG (16 KiB of counts per 16 MiB of guest RAM). */
+const DIRTY_CHUNK_FRAMES = 1024
+
 export class Memslots {
   readonly frames = new Uint8Array(1 << 20)
   /** Writes per frame, by any vCPU: the dirty log compares it. */
@@ -31,7 +42,7 @@ export class Memslots {
    * read: a frame whose count moved since is dirty. Every guest write already counts
    * there, so dirty logging costs the hot path nothing.
    */
-  private readonly dirtyBaseline = new Map<number, Uint32Array>()
+  private readonly dirtyBaseline = new Map<number, DirtyLog>()
   /**
    * The EPT's entries as the last full scan found them, until an entry changes: every
    * checkpoint saves the EPT, and entries are built only on a frame's first touch.
@@ -57,21 +68,41 @@ export class Memslots {
     this.slotIds.push(slot)
     this.slotMemory.push(memory)
     this.slotBase.push(guestPhysAddr)
-    if (region.logDirtyPages === true) this.dirtyBaseline.set(slot, this.frameWrites.slice(guestPhysAddr >>> 12, (guestPhysAddr + size) / 4096))
+    if (region.logDirtyPages === true) {
+      const first = guestPhysAddr >>> 12
+      const baseline = this.frameWrites.slice(first, (guestPhysAddr + size) / 4096)
+      this.dirtyBaseline.set(slot, {
+        first,
+        baseline,
+        baselineBytes: Buffer.from(baseline.buffer, baseline.byteOffset, baseline.byteLength),
+        writeBytes: Buffer.from(this.frameWrites.buffer, this.frameWrites.byteOffset + first * 4, baseline.byteLength)
+      })
+    }
   }
 
   /** KVM_GET_DIRTY_LOG: a bit per page of `slot` written since the last call; the log restarts. */
   getDirtyLog(slot: number): Uint8Array {
-    const baseline = this.dirtyBaseline.get(slot)
-    if (baseline === undefined) throw new RangeError(`KVM_GET_DIRTY_LOG: memslot ${slot} does not log dirty pages`)
-    const first = this.slotBase[this.slotIds.indexOf(slot)] >>> 12
-    const writes = this.frameWrites
-    const bitmap = new Uint8Array((baseline.length + 7) >>> 3)
-    for (let i = 0; i < baseline.length; i++) {
-      const now = writes[first + i]
-      if (now !== baseline[i]) {
-        bitmap[i >>> 3] |= 1 << (i & 7)
-        baseline[i] = now
+    const log = this.dirtyBaseline.get(slot)
+    if (log === undefined) throw new RangeError(`KVM_GET_DIRTY_LOG: memslot ${slot} does not log dirty pages`)
+    const { first, baseline, baselineBytes, writeBytes } = log
+    const frames = baseline.length
+    // A view into Node's pool, zeroed: a fresh off-heap ArrayBuffer costs about a microsecond, every checkpoint.
+    const bytes = (frames + 7) >>> 3
+    const pooled = Buffer.allocUnsafe(bytes).fill(0)
+    const bitmap = new Uint8Array(pooled.buffer, pooled.byteOffset, bytes)
+    // Most logs between checkpoints are empty or name a few pages: compare the counts a
+    // chunk at a time natively (memcmp) and look frame by frame only in chunks that differ.
+    if (writeBytes.equals(baselineBytes)) return bitmap
+    for (let chunk = 0; chunk < frames; chunk += DIRTY_CHUNK_FRAMES) {
+      const end = Math.min(frames, chunk + DIRTY_CHUNK_FRAMES)
+      if (writeBytes.compare(baselineBytes, chunk * 4, end * 4, chunk * 4, end * 4) === 0) continue
+      const writes = this.frameWrites
+      for (let i = chunk; i < end; i++) {
+        const now = writes[first + i]
+        if (now !== baseline[i]) {
+          bitmap[i >>> 3] |= 1 << (i & 7)
+          baseline[i] = now
+        }
       }
     }
     return bitmap

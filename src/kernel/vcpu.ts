@@ -219,10 +219,7 @@ export class Vcpu implements KvmVcpuApi, KvmVcpuStateApi, KvmIrqchipVcpuApi, Kvm
   }
 
   private leave(exit: KvmRunExit, detail?: string): KvmRunExit {
-    const log = this.log
-    // Two literals, not a spread: each event kind keeps one shape per variant.
-    if (detail === undefined) log.push({ _tag: "UserspaceExit", seq: log.nextSeq, vcpu: this.id, time: this.cpu.retired, exitReason: exit.exitReason })
-    else log.push({ _tag: "UserspaceExit", seq: log.nextSeq, vcpu: this.id, time: this.cpu.retired, exitReason: exit.exitReason, detail })
+    this.log.userspaceExit(this.id, this.cpu.retired, exit.exitReason, detail)
     this.pendingExit = exit
     return exit
   }
@@ -563,7 +560,7 @@ export class Vcpu implements KvmVcpuApi, KvmVcpuStateApi, KvmIrqchipVcpuApi, Kvm
 
   private logEntry(rip = this.cpu.eip): void {
     this.entryPending = false
-    this.log.push({ _tag: "VmEntry", seq: this.log.nextSeq, vcpu: this.id, time: this.cpu.retired, rip: rip >>> 0 })
+    this.log.vmEntry(this.id, this.cpu.retired, rip)
   }
 
   /** The entry after an exit the kernel emulated: like kvm_skip_emulated_instruction, at the next instruction. */
@@ -579,25 +576,16 @@ export class Vcpu implements KvmVcpuApi, KvmVcpuStateApi, KvmIrqchipVcpuApi, Kvm
 
   private logExit(reason: number, qualification: number, handledIn: "kernel" | "userspace", gpa?: number, rip = this.cpu.instructionStart): void {
     const cpu = this.cpu
-    const log = this.log
     const length = reportsInstructionLength(reason) ? cpu.instructionLength : 0
-    // Two literals, not a spread: each event kind keeps one shape per variant.
-    if (gpa === undefined) {
-      log.push({ _tag: "VmExit", seq: log.nextSeq, vcpu: this.id, time: cpu.retired, reason, qualification: qualification >>> 0, rip: rip >>> 0, instructionLength: length, handledIn })
-    } else {
-      log.push({
-        _tag: "VmExit", seq: log.nextSeq, vcpu: this.id, time: cpu.retired, reason, qualification: qualification >>> 0,
-        guestPhysical: gpa >>> 0, rip: rip >>> 0, instructionLength: length, handledIn
-      })
-    }
+    this.log.vmExit(this.id, cpu.retired, reason, qualification, gpa, rip, length, handledIn)
   }
 
   private logPio(direction: "in" | "out", port: number, size: IoSize, value: number): void {
-    this.log.push({ _tag: "Pio", seq: this.log.nextSeq, vcpu: this.id, time: this.cpu.retired, direction, port, size, count: 1, values: [value >>> 0] })
+    this.log.pio(this.id, this.cpu.retired, direction, port, size, value)
   }
 
   private logMmio(op: "read" | "write" | "unsatisfied-read", gpa: number, length: 1 | 2 | 4, value: number): void {
-    this.log.push({ _tag: "Mmio", seq: this.log.nextSeq, vcpu: this.id, time: this.cpu.retired, op, gpa, length, value: value >>> 0 })
+    this.log.mmio(this.id, this.cpu.retired, op, gpa, length, value)
   }
 
   // ---- register ioctls ---------------------------------------------------------
@@ -622,9 +610,9 @@ export class Vcpu implements KvmVcpuApi, KvmVcpuStateApi, KvmIrqchipVcpuApi, Kvm
 
   getSregs(): KvmSregs {
     const c = this.cpu
-    const seg = (s: Seg) => segmentOf(c.segSelector[s], c.segBase[s], c.segLimit[s], c.segAttr[s])
     return {
-      cs: seg(Seg.CS), ds: seg(Seg.DS), es: seg(Seg.ES), fs: seg(Seg.FS), gs: seg(Seg.GS), ss: seg(Seg.SS),
+      cs: segmentAt(c, Seg.CS), ds: segmentAt(c, Seg.DS), es: segmentAt(c, Seg.ES),
+      fs: segmentAt(c, Seg.FS), gs: segmentAt(c, Seg.GS), ss: segmentAt(c, Seg.SS),
       gdt: { base: c.gdtrBase >>> 0, limit: c.gdtrLimit },
       idt: { base: c.idtrBase >>> 0, limit: c.idtrLimit },
       cr0: c.cr0 >>> 0, cr2: c.cr2 >>> 0, cr3: c.cr3 >>> 0, cr4: c.cr4 >>> 0,
@@ -712,16 +700,23 @@ export class Vcpu implements KvmVcpuApi, KvmVcpuStateApi, KvmIrqchipVcpuApi, Kvm
 
   getEmulationState(): KvmEmulationState {
     const exit = this.pendingExit
-    return {
+    const completions: KvmCompletion[] = []
+    for (let i = 0; i < this.completionCount; i++) {
+      const c = this.completions[i]
+      completions.push({ kind: c.kind, address: c.address, size: c.size, isWrite: c.isWrite, value: c.value })
+    }
+    // Optional keys absent, not undefined; built without conditional spreads (checkpoints call this often).
+    const state: KvmEmulationState = {
       instructionsRetired: this.cpu.retired,
       // The I/O and MMIO exit records are reused by the next exit.
       pendingExit: exit !== undefined && "data" in exit ? { ...exit, data: exit.data.slice() } : exit,
-      completions: this.completions.slice(0, this.completionCount).map((c) => ({ ...c })),
-      emulating: this.emulating,
-      ...(this.irq.window === undefined ? {} : { interruptWindow: this.irq.window }),
-      haltedAt: this.irq.haltedAt,
-      ...(this.resumingFromDebug ? { debugStopped: true } : {})
+      completions,
+      emulating: this.emulating
     }
+    if (this.irq.window !== undefined) state.interruptWindow = this.irq.window
+    state.haltedAt = this.irq.haltedAt
+    if (this.resumingFromDebug) state.debugStopped = true
+    return state
   }
 
   setEmulationState(state: KvmEmulationState): void {
@@ -755,6 +750,9 @@ export class Vcpu implements KvmVcpuApi, KvmVcpuStateApi, KvmIrqchipVcpuApi, Kvm
     return status
   }
 }
+
+/** KVM_GET_SREGS's view of segment register `s` (a function, not a closure per call: checkpoints read these often). */
+const segmentAt = (c: Cpu, s: Seg) => segmentOf(c.segSelector[s], c.segBase[s], c.segLimit[s], c.segAttr[s])
 
 /**
  * The VM-exit instruction length is defined only for exits an instruction causes by

@@ -147,7 +147,7 @@ const afterAccess = (
   const log = machine.log
   const time = machine.vcpu.instructionsRetired
   if (access._tag === "Unassigned") {
-    log.push({ _tag: "Unassigned", seq: log.nextSeq, vcpu: machine.vcpu.id, time, space, address, size, write })
+    log.unassigned(machine.vcpu.id, time, space, address, size, write)
     return undefined
   }
   const effects = access.effects

@@ -39,19 +39,24 @@ export const interruptSection: StateSection = {
   save: ({ vm, vcpu, interrupts }) => {
     // null: a kernel without the irqchip ioctls, so no chips anywhere.
     if (interrupts === undefined || !hasIrqchipVm(vm) || !hasIrqchipVcpu(vcpu)) return null
-    const emulation = vcpu.getEmulationState()
-    const lapic = vcpu.getLapic()
-    return {
-      ...(interrupts.mode === "kernel"
-        ? { kernelChips: { irqchips: [KVM_IRQCHIP_PIC_MASTER, KVM_IRQCHIP_PIC_SLAVE, KVM_IRQCHIP_IOAPIC].map((id) => vm.getIrqchip(id as KvmIrqchip["chipId"])), pit: vm.getPit2() } }
-        : {}),
-      ...(lapic === undefined ? {} : { lapic }),
-      mpState: vcpu.getMpState(),
-      queuedInterrupt: vcpu.getVcpuEvents().queuedInterrupt ?? -1,
-      ...(emulation.interruptWindow === undefined ? {} : { interruptWindow: emulation.interruptWindow }),
-      haltedAt: emulation.haltedAt ?? 0,
-      qemu: { pic: interrupts.pic, ioapic: interrupts.ioapic, pit: interrupts.pit, lapic: interrupts.lapic, rtc: interrupts.rtc, lines: interrupts.lines }
+    // Built key by key (no conditional spreads, which V8 copies slowly), in the order the
+    // section has always had: optional keys are absent, not undefined.
+    const out: Record<string, unknown> = {}
+    if (interrupts.mode === "kernel") {
+      out.kernelChips = {
+        irqchips: [vm.getIrqchip(KVM_IRQCHIP_PIC_MASTER), vm.getIrqchip(KVM_IRQCHIP_PIC_SLAVE), vm.getIrqchip(KVM_IRQCHIP_IOAPIC)],
+        pit: vm.getPit2()
+      }
     }
+    const lapic = vcpu.getLapic()
+    if (lapic !== undefined) out.lapic = lapic
+    out.mpState = vcpu.getMpState()
+    out.queuedInterrupt = vcpu.getVcpuEvents().queuedInterrupt ?? -1
+    const { interruptWindow, haltedAt } = vcpu.getEmulationState()
+    if (interruptWindow !== undefined) out.interruptWindow = interruptWindow
+    out.haltedAt = haltedAt ?? 0
+    out.qemu = { pic: interrupts.pic, ioapic: interrupts.ioapic, pit: interrupts.pit, lapic: interrupts.lapic, rtc: interrupts.rtc, lines: interrupts.lines }
+    return out
   },
   load: (machine: StatefulMachine, data) => {
     const { vm, vcpu, interrupts } = machine

@@ -4,6 +4,7 @@ import * as Option from "effect/Option"
 import * as Stream from "effect/Stream"
 import type { MachineConfig } from "../events/MachineConfig.ts"
 import type { Checkpoint } from "../events/trace/schema.ts"
+import { type RawChunk, rawEvents, releaseRawChunk } from "../events/rawEvents.ts"
 import type { VmEvent } from "../events/VmEvent.ts"
 import { cpuExecOnce, logRunEnd } from "./cpuExec.ts"
 import type { MachineSetupError } from "./errors.ts"
@@ -12,32 +13,55 @@ import { createMachine, type KernelFactory, type Machine } from "./machine.ts"
 import { isStateful, saveVmState } from "./vmstate.ts"
 
 /** Events per stream chunk: big enough to amortise the stream, small enough to show progress. */
-export const CHUNK_EVENTS = 4096
-
-/** Instructions between checkpoints when recording: a seek replays at most about this many. */
-export const defaultCheckpointEvery = 20_000
+export const CHUNK_EVENTS = 16384
 
 /**
- * Checkpoints while recording, at every multiple of `every` instructions: the vCPU is
- * stopped there by KVM_SET_GUEST_DEBUG (a stop the event stream does not see, as a
- * debugger's), saved between two KVM_RUNs as QEMU saves it, and run on. A halted vCPU
- * retires nothing, so over a halt the checkpoint is taken where it wakes.
+ * How often a recording takes checkpoints: every N instructions exactly, or "auto": about
+ * every `AUTO_REPLAY_NS` of replay work, so that a seek replays about that much at most
+ * whatever the guest does, and checkpoints cost the same small share of a recording on a
+ * guest that computes (hundreds of millions of instructions a second) as on one that
+ * exits every other instruction (a few million).
+ */
+export type CheckpointEvery = number | "auto"
+
+export const defaultCheckpointEvery: CheckpointEvery = "auto"
+
+/** Replay work between two automatic checkpoints, and its estimate: per instruction and per event (this model, on a 2020s core). */
+const AUTO_REPLAY_NS = 8_000_000
+const REPLAY_NS_PER_INSTRUCTION = 5
+const REPLAY_NS_PER_EVENT = 80
+
+/**
+ * Checkpoints while recording. At a fixed interval, at every multiple of `every`
+ * instructions: the vCPU is stopped there by KVM_SET_GUEST_DEBUG (a stop the event stream
+ * does not see, as a debugger's), saved between two KVM_RUNs as QEMU saves it, and run
+ * on. Automatically, at the first exit where the replay work since the last checkpoint
+ * reaches its budget, or by the same stop inside a stretch of computing that long. A
+ * halted vCPU retires nothing, so over a halt the checkpoint is taken where it wakes.
  */
 class Checkpointer {
   private next: number
+  private lastTime = 0
+  private lastSeq = 0
 
-  constructor(private readonly every: number, machine: Machine) {
-    this.next = every
+  constructor(private readonly every: CheckpointEvery, machine: Machine) {
+    this.next = every === "auto" ? AUTO_REPLAY_NS / REPLAY_NS_PER_INSTRUCTION : every
     this.arm(machine)
   }
 
   due(machine: Machine): boolean {
-    return machine.vcpu.instructionsRetired >= this.next
+    const time = machine.vcpu.instructionsRetired
+    if (time >= this.next) return true
+    if (this.every !== "auto") return false
+    const work = (time - this.lastTime) * REPLAY_NS_PER_INSTRUCTION + (machine.log.nextSeq - this.lastSeq) * REPLAY_NS_PER_EVENT
+    return work >= AUTO_REPLAY_NS
   }
 
   take(machine: Machine): Checkpoint | undefined {
     const time = machine.vcpu.instructionsRetired
-    this.next = (Math.floor(time / this.every) + 1) * this.every
+    this.next = this.every === "auto" ? time + AUTO_REPLAY_NS / REPLAY_NS_PER_INSTRUCTION : (Math.floor(time / this.every) + 1) * this.every
+    this.lastTime = time
+    this.lastSeq = machine.log.nextSeq
     this.arm(machine)
     if (!isStateful(machine)) return undefined
     return { kind: "checkpoint", seq: machine.log.nextSeq, time, sections: saveVmState(machine) }
@@ -52,7 +76,8 @@ class Checkpointer {
 /** A stream element of a recording: a checkpoint taken before `events`, if one was due. */
 export interface RecordedChunk {
   readonly checkpoint: Checkpoint | undefined
-  readonly events: VmEvent[]
+  /** As the event log holds them: `rawEvents` makes objects of them for whoever reads them. */
+  readonly events: RawChunk
 }
 
 /**
@@ -84,8 +109,8 @@ export interface RunOptions {
    * loop hand it what arrived (the vCPU loop itself never waits for the host).
    */
   readonly betweenChunks?: Effect.Effect<void>
-  /** Take a checkpoint every this many instructions (recordMachine only). */
-  readonly checkpointEvery?: number
+  /** Take checkpoints (recordMachine only): every this many instructions, or "auto". */
+  readonly checkpointEvery?: CheckpointEvery
 }
 
 /**
@@ -98,7 +123,11 @@ export const runMachine = (
   image: Uint8Array,
   options: RunOptions = {}
 ): Stream.Stream<VmEvent, MachineSetupError> =>
-  Stream.mapConcatChunk(recordMachine(config, image, { ...options, checkpointEvery: undefined }), ({ events }) => Chunk.unsafeFromArray(events))
+  Stream.mapConcatChunk(recordMachine(config, image, { ...options, checkpointEvery: undefined }), ({ events }) => {
+    const objects = rawEvents(events)
+    releaseRawChunk(events)
+    return Chunk.unsafeFromArray(objects)
+  })
 
 /**
  * A run for recording: one element per chunk of events, each with the checkpoint taken

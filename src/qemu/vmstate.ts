@@ -118,20 +118,20 @@ const cpuSection: StateSection = {
   incremental: false,
   save: ({ vcpu }) => {
     const emulation = vcpu.getEmulationState()
+    // Key by key rather than conditional spreads (slow in V8); optional keys are absent, not undefined.
+    const saved: Record<string, unknown> = { instructionsRetired: emulation.instructionsRetired }
+    if (emulation.pendingExit !== undefined) saved.pendingExit = emulation.pendingExit
+    saved.completions = emulation.completions
+    saved.emulating = emulation.emulating
+    // A checkpoint taken inside a KVM_RUN (runMachine's Checkpointer) resumes without a traced entry.
+    if (emulation.debugStopped === true) saved.debugStopped = true
     return {
       regs: vcpu.getRegs(),
       sregs: vcpu.getSregs(),
       debugRegs: vcpu.getDebugRegs(),
       msrs: vcpu.getMsrs(savedMsrs),
       events: vcpu.getVcpuEvents(),
-      emulation: {
-        instructionsRetired: emulation.instructionsRetired,
-        ...(emulation.pendingExit === undefined ? {} : { pendingExit: emulation.pendingExit }),
-        completions: emulation.completions,
-        emulating: emulation.emulating,
-        // A checkpoint taken inside a KVM_RUN (runMachine's Checkpointer) resumes without a traced entry.
-        ...(emulation.debugStopped === true ? { debugStopped: true } : {})
-      }
+      emulation: saved
     }
   },
   load: ({ vcpu }, data) => {
@@ -166,6 +166,7 @@ const eptSection: StateSection = {
 }
 
 const PAGE = 4096
+const EMPTY_WORDS = new Int32Array(0)
 
 /** Guest RAM: the pages KVM_GET_DIRTY_LOG names, one memslot (slot 0 at guest-physical 0). */
 const ramSection: StateSection = {
@@ -174,12 +175,18 @@ const ramSection: StateSection = {
   save: ({ vm, ram }) => {
     const bitmap = vm.getDirtyLog(0)
     const frames: number[] = []
+    // Mostly zeros: skip them 32 frames at a time where the bitmap allows a word view.
+    const words = (bitmap.byteOffset & 3) === 0 ? new Int32Array(bitmap.buffer, bitmap.byteOffset, bitmap.length >>> 2) : EMPTY_WORDS
     for (let byte = 0; byte < bitmap.length; byte++) {
+      if ((byte & 3) === 0 && byte >>> 2 < words.length && words[byte >>> 2] === 0) {
+        byte += 3
+        continue
+      }
       if (bitmap[byte] === 0) continue
       for (let bit = 0; bit < 8; bit++) if ((bitmap[byte] & (1 << bit)) !== 0) frames.push(byte * 8 + bit)
     }
     const pages = new Uint8Array(frames.length * PAGE)
-    frames.forEach((f, i) => pages.set(ram.subarray(f * PAGE, (f + 1) * PAGE), i * PAGE))
+    for (let i = 0; i < frames.length; i++) pages.set(ram.subarray(frames[i] * PAGE, (frames[i] + 1) * PAGE), i * PAGE)
     return { frames, pages }
   },
   load: ({ ram }, data) => {

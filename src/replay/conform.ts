@@ -90,7 +90,7 @@ const runToEnd = (config: MachineConfig, image: Uint8Array, kernel: KernelFactor
             try: () => {
               const events: VmEvent[] = []
               const keep = () => {
-                for (const e of machine.log.drain()) if (isUserspaceVisible(e)) events.push(e)
+                for (const e of machine.log.drainEvents()) if (isUserspaceVisible(e)) events.push(e)
               }
               for (;;) {
                 const outcome = cpuExecOnce(machine)

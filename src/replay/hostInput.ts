@@ -15,7 +15,7 @@ import { isHostInput, type RecordedHostInput, type VmEvent } from "../events/VmE
 import { type HostInputPort, noHostInput, QueuedHostInput, ScheduledHostInput } from "../qemu/hostInput.ts"
 import type { MachineSetupError } from "../qemu/errors.ts"
 import type { KernelFactory } from "../qemu/machine.ts"
-import { type RecordedChunk, recordMachine, runMachine } from "../qemu/runMachine.ts"
+import { type CheckpointEvery, type RecordedChunk, recordMachine, runMachine } from "../qemu/runMachine.ts"
 
 export interface HostInputService {
   /** What the vCPU loop asks, synchronously, before each KVM_RUN. One run per layer build. */
@@ -169,11 +169,11 @@ export const runWithHostInput = (
 ): Stream.Stream<VmEvent, MachineSetupError, HostInput> =>
   Stream.unwrap(Effect.map(HostInput, (input) => runMachine(config, image, { kernel, input: input.port, betweenChunks: input.betweenChunks })))
 
-/** The same run for recording: chunks of events with a checkpoint every `checkpointEvery` instructions. */
+/** The same run for recording: chunks of events with checkpoints (`checkpointEvery`: see runMachine.ts). */
 export const recordWithHostInput = (
   config: MachineConfig,
   image: Uint8Array,
-  checkpointEvery: number | undefined,
+  checkpointEvery: CheckpointEvery | undefined,
   kernel?: KernelFactory
 ): Stream.Stream<RecordedChunk, MachineSetupError, HostInput> =>
   Stream.unwrap(Effect.map(HostInput, (input) =>

@@ -150,7 +150,7 @@ class EventCheck {
         logRunEnd(this.machine, outcome)
         this.ended = true
       }
-      this.produced = this.machine.log.drain()
+      this.produced = this.machine.log.drainEvents()
       this.next = 0
     }
   }

@@ -37,7 +37,9 @@ import * as Either from "effect/Either"
 import type * as Scope from "effect/Scope"
 import { eventsEqual } from "../events/trace/equality.ts"
 import { TraceCorrupt, type TraceError } from "../events/trace/errors.ts"
-import { packEvents } from "../events/trace/packedEvents.ts"
+import { rawEvents, releaseRawChunk } from "../events/rawEvents.ts"
+import { packRawEvents } from "../events/trace/packedEvents.ts"
+import { RawChunkVerifier, type VerifierOptions } from "../events/trace/packerThread.ts"
 import { lastAtOrBefore, openSeekableTrace, type SeekableTrace } from "../events/trace/traceIndex.ts"
 import type { EventLog } from "../events/EventLog.ts"
 import type { Checkpoint } from "../events/trace/schema.ts"
@@ -115,8 +117,13 @@ export class ReplaySession {
   private inputs: ReadonlyArray<RecordedHostInput> | undefined
   /** The next recorded checkpoint the replay will pass: it stops there and checks its state. */
   private nextCheckpoint = 0
-  /** Events before this one have been checked against the recording. */
+  /**
+   * Events before this one have been checked against the recording (during `replayToEnd`,
+   * or handed to `verifier`, whose results come later: see there).
+   */
   private verified = 0
+  /** Checks whole recorded chunks on the packer thread: set during `replayToEnd` only. */
+  private verifier: RawChunkVerifier | undefined
   /** The RAM of the machine before this one, which nothing uses any more. */
   private spareRam: Uint8Array | undefined
   /** The model's kernel, whose guest RAM is the spare one cleared (as new RAM is): a restore allocates no RAM. */
@@ -215,13 +222,38 @@ export class ReplaySession {
    * before it is a divergence. Returns the number of events verified, counted from the
    * start. A recording that cannot be read to its end throws ReplayTraceDamaged (with
    * the events verified before the damage) once the replay reaches the damage.
+   *
+   * Whole recorded chunks (format 3) are checked on the packer thread (packerThread.ts,
+   * `options`) while the replay goes on to the next ones. That changes when a difference
+   * is found, never what is reported: whatever stops the replay (the end, an error) waits
+   * for the results of the chunks before it first, and a chunk found different is
+   * replayed again from the checkpoint before it (as a seek does) and checked in-thread,
+   * event by event, which throws what a replay checking every chunk in-thread throws.
    */
-  replayToEnd(): number {
+  replayToEnd(options: VerifierOptions = {}): number {
+    const verifier = new RawChunkVerifier(options)
+    this.verifier = verifier
     try {
-      while (this.outcome === undefined) this.advance(Number.POSITIVE_INFINITY)
+      for (;;) {
+        let different: number | undefined
+        try {
+          while (this.outcome === undefined) this.advance(Number.POSITIVE_INFINITY)
+          different = verifier.finish()
+          if (different === undefined) break
+        } catch (e) {
+          // What stops the replay comes after the chunks handed off so far: their results first.
+          if (verifier.pending === 0) throw e
+          different = verifier.finish()
+          if (different === undefined) throw e
+        }
+        this.recheck(different)
+      }
     } catch (e) {
       if (e instanceof TraceCorrupt) throw new ReplayTraceDamaged({ verified: this.verified, cause: e })
       throw e
+    } finally {
+      this.verifier = undefined
+      verifier.discard()
     }
     const damage = this.trace.index.damage
     if (damage !== undefined) throw new ReplayTraceDamaged({ verified: this.verified, cause: damage })
@@ -419,7 +451,8 @@ export class ReplaySession {
 
   /** One pass of the vCPU loop, then every event it produced is checked, and the state if it is at a checkpoint. */
   private iterate(stop: number): void {
-    this.check(this.step(stop))
+    this.step(stop)
+    this.check(this.machine.log.drainEvents())
   }
 
   /** Forward, not past time `stop`: through a whole recorded chunk when the session is at the start of one, else one pass. */
@@ -439,25 +472,56 @@ export class ReplaySession {
    */
   private replayChunk(i: number, stop: number): void {
     const end = this.trace.index.chunkSeqs[i + 1] ?? this.eventCount
-    const produced: VmEvent[] = []
-    while (this.outcome === undefined && this.machine.log.nextSeq < end && this.machine.vcpu.instructionsRetired < stop) {
-      for (const event of this.step(stop)) produced.push(event)
-    }
+    // The passes' events stay in the log until the chunk is whole.
+    while (this.outcome === undefined && this.machine.log.nextSeq < end && this.machine.vcpu.instructionsRetired < stop) this.step(stop)
+    const produced = this.machine.log.drain()
     const recorded = this.trace.packedChunk(i)
-    if (recorded !== undefined && this.machine.log.nextSeq === end && bytesEqual(packEvents(produced).bytes, recorded)) {
+    const whole = recorded !== undefined && produced.count > 0 && this.machine.log.nextSeq === end
+    if (whole && this.verifier !== undefined) {
+      // Checked later (replayToEnd): counted as verified, and the replay goes on.
       this.verified = end
-      this.check([])
-    } else {
-      this.check(produced)
+      const different = this.verifier.verify(i, produced, recorded)
+      if (different === undefined) this.check([])
+      else this.recheck(different)
+      return
     }
+    const same = whole && bytesEqual(packRawEvents(produced).bytes, recorded)
+    const events = same ? [] : rawEvents(produced)
+    releaseRawChunk(produced)
+    if (same) this.verified = end
+    this.check(events)
+  }
+
+  /**
+   * Recorded chunk `i`, handed to the verifier, is not what the replay produced: the
+   * results after it are dropped, the session goes back to the checkpoint before the
+   * chunk (the start if that one does not load) and replays to the chunk's end checking
+   * in-thread, which throws the divergence if the chunk's events differ. Other bytes
+   * with the same events (a recording packed otherwise) go on from the chunk's end, every
+   * chunk from there checked in-thread: a recording packed otherwise has more such chunks,
+   * and each would go back to its checkpoint again.
+   */
+  private recheck(i: number): void {
+    this.verifier?.discard()
+    this.verifier = undefined
+    const first = this.trace.index.chunkSeqs[i]!
+    const end = this.trace.index.chunkSeqs[i + 1] ?? this.eventCount
+    const checkpoint = lastAtOrBefore(this.trace.index.checkpointSeqs, first)
+    try {
+      this.restore(checkpoint)
+    } catch (e) {
+      if (checkpoint < 0) throw e
+      this.restore(-1)
+    }
+    while (this.outcome === undefined && this.machine.log.nextSeq < end) this.advance(Number.POSITIVE_INFINITY)
   }
 
   /**
    * One pass of the vCPU loop (kvm_cpu_exec), stopped at time `stop` or at the next
    * recorded checkpoint, whichever comes first (KVM_SET_GUEST_DEBUG: the event stream
-   * does not see the stop). Returns the events it produced, not yet checked.
+   * does not see the stop). Its events stay in the log, not yet checked.
    */
-  private step(stop: number): VmEvent[] {
+  private step(stop: number): void {
     const machine = this.machine
     const checkpointTime = this.trace.index.checkpointTimes[this.nextCheckpoint]
     const now = machine.vcpu.instructionsRetired
@@ -471,7 +535,6 @@ export class ReplaySession {
       throw new SessionError({ reason: `the model failed while replaying: ${e instanceof Error ? e.message : String(e)}` })
     }
     this.outcome = outcome
-    return machine.log.drain()
   }
 
   /** Checks produced events, in order, then that a run that ended produced them all, then the state if it is at a checkpoint. */

@@ -1,6 +1,6 @@
 import { readFileSync } from "node:fs"
 import { describe, expect, it } from "@effect/vitest"
-import { Arbitrary, FastCheck as fc, Schema, SchemaAST } from "effect"
+import { FastCheck as fc } from "effect"
 import { ioLoopEvents, mixedEvents } from "../../bench/codec.ts"
 import { VmEvent } from "../../src/events/VmEvent.ts"
 import { ByteReader, ByteWriter, PackedDecodeError } from "../../src/events/trace/bytes.ts"
@@ -10,40 +10,9 @@ import { encodeFrame, magic, memorySource } from "../../src/events/trace/framing
 import { packEvents, unpackEvents } from "../../src/events/trace/packedEvents.ts"
 import { formatVersion, makeTraceHeader } from "../../src/events/trace/schema.ts"
 import { indexTrace, type SeekableTrace } from "../../src/events/trace/traceIndex.ts"
+import { anyChunk, anyEvent, consecutive } from "./eventChunks.ts"
 import { header, sampleEvents } from "./traceFixtures.ts"
 
-const anyEvent = Arbitrary.make(VmEvent)
-
-/** Each kind's fields in declaration order, for building events the way the schema orders them. */
-const fieldOrder = new Map((Schema.typeSchema(VmEvent).ast as SchemaAST.Union).types.map((m) => {
-  const fields = (m as SchemaAST.TypeLiteral).propertySignatures
-  return [(fields[0]!.type as SchemaAST.Literal).literal as string, fields.map((f) => String(f.name))]
-}))
-
-/**
- * Chunks that exercise the predictions: events drawn from a small pool, each either a
- * pool event again or a field-by-field blend of two of the same kind (so some fields
- * change and others do not, and optional fields come and go), kinds mixed.
- */
-const anyChunk = fc.tuple(
-  fc.array(anyEvent, { minLength: 1, maxLength: 8 }),
-  fc.array(fc.tuple(fc.nat(), fc.nat(), fc.nat()), { minLength: 1, maxLength: 40 })
-).map(([pool, picks]) =>
-  picks.map(([a, b, mask]): VmEvent => {
-    const base = pool[a % pool.length]!
-    const sameKind = pool.filter((e) => e._tag === base._tag)
-    const other = sameKind[b % sameKind.length]!
-    const blended: Record<string, unknown> = {}
-    fieldOrder.get(base._tag)!.forEach((key, i) => {
-      const from = (mask >> (i % 30)) & 1 ? other : base
-      if (Object.hasOwn(from, key)) blended[key] = (from as unknown as Record<string, unknown>)[key]
-    })
-    return blended as unknown as VmEvent
-  })
-)
-
-const consecutive = (events: ReadonlyArray<VmEvent>, first: number): Array<VmEvent> =>
-  events.map((e, i) => ({ ...e, seq: first + i }))
 
 /** Same events: equal values, and every event's keys in the same order (as JSON output prints them). */
 const expectSame = (back: ReadonlyArray<VmEvent>, events: ReadonlyArray<VmEvent>) => {

@@ -19,6 +19,7 @@ import { GdbStub } from "../../src/gdb/stub.ts"
 import type { Target } from "../../src/gdb/target.ts"
 import { noHostInput } from "../../src/qemu/hostInput.ts"
 import { recordMachine } from "../../src/qemu/runMachine.ts"
+import { rawEvents } from "../../src/events/rawEvents.ts"
 import { openReplaySession } from "../../src/replay/session.ts"
 
 /** guests/hello.bin: real mode, CS = 0, so linear addresses are the offsets gdb sees. */
@@ -43,7 +44,7 @@ const record = (path: string, change: (e: VmEvent) => VmEvent = (e) => e): Promi
       Effect.gen(function* () {
         const writer = yield* openTraceWriter(path, { config, image })
         yield* Stream.runForEach(recordMachine(config, image, { checkpointEvery: 100 }), ({ checkpoint, events }) =>
-          Effect.zipRight(checkpoint === undefined ? Effect.void : writer.writeCheckpoint(checkpoint), writer.writeChunk(events.map(change))))
+          Effect.zipRight(checkpoint === undefined ? Effect.void : writer.writeCheckpoint(checkpoint), writer.writeChunk(rawEvents(events).map(change))))
         return (yield* writer.close).eventCount
       })
     )

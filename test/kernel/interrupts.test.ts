@@ -74,7 +74,7 @@ describe("KVM_INTERRUPT (userspace irqchip)", () => {
     expect(b.vcpu.readyForInterruptInjection).toBe(false)
     expectHandlerExit(b)
     expect(pushedIp(b)).toBe(CODE)
-    const events = b.log.drain()
+    const events = b.log.drainEvents()
     // Injected before the entry; delivery then touches the IVT and stack pages (EPT violations).
     expect(events[0]?._tag).toBe("InjVirq")
     expect(ofTag(events, "InjVirq")[0]).toMatchObject({ vector: 0x20, source: "KVM_INTERRUPT" })
@@ -93,7 +93,7 @@ describe("KVM_INTERRUPT (userspace irqchip)", () => {
     // Not after STI (its shadow covers the next instruction), but after the NOP that follows it.
     expect(b.vcpu.getRegs().rip).toBe(CODE + 4)
     expect([b.vcpu.ifFlag, b.vcpu.readyForInterruptInjection]).toEqual([true, true])
-    const events = b.log.drain()
+    const events = b.log.drainEvents()
     expect(ofTag(events, "IrqWindowRequest")).toMatchObject([{ requestedBy: "userspace", blockedBy: "if" }])
     expect(ofTag(events, "VmExit").at(-1)).toMatchObject({ reason: ExitReason.INTERRUPT_WINDOW, rip: CODE + 4, instructionLength: 0, handledIn: "userspace" })
     expect(ofTag(events, "UserspaceExit").at(-1)?.exitReason).toBe(KvmExit.KVM_EXIT_IRQ_WINDOW_OPEN)
@@ -117,7 +117,7 @@ describe("KVM_INTERRUPT (userspace irqchip)", () => {
     expectHandlerExit(b)
     expect(b.vcpu.getMpState()).toBe("runnable")
     expect(pushedIp(b)).toBe(CODE + 1)
-    expect(ofTag(b.log.drain(), "VcpuWakeup")).toMatchObject([{ time: 5000, waited: 4999 }])
+    expect(ofTag(b.log.drainEvents(), "VcpuWakeup")).toMatchObject([{ time: 5000, waited: 4999 }])
   })
 })
 
@@ -134,7 +134,7 @@ describe("the in-kernel irqchip (KVM_CREATE_IRQCHIP, KVM_CREATE_PIT2)", () => {
     expectHandlerExit(b)
     const deadline = insnsForTick(1000, 0, PIT_HZ)
     expect(b.vcpu.instructionsRetired).toBe(deadline + 1) // the handler's MOV retired before its OUT
-    const events = b.log.drain()
+    const events = b.log.drainEvents()
     // The PIC and PIT ports never reached userspace, nor did the HLT.
     expect(ofTag(events, "UserspaceExit").map((e) => e.exitReason)).toEqual([KvmExit.KVM_EXIT_IO])
     expect(ofTag(events, "VmExit").filter((e) => e.reason === ExitReason.HLT)).toMatchObject([{ handledIn: "kernel" }])
@@ -159,7 +159,7 @@ describe("the in-kernel irqchip (KVM_CREATE_IRQCHIP, KVM_CREATE_PIT2)", () => {
     expectHandlerExit(b)
     const sti = CODE + programPic.length + 5
     expect(pushedIp(b)).toBe(sti + 2)
-    const events = b.log.drain()
+    const events = b.log.drainEvents()
     expect(ofTag(events, "SetIrq")).toMatchObject([{ gsi: 4, level: true, hostedIn: "kernel" }])
     expect(ofTag(events, "PicSetIrq")).toMatchObject([{ irq: 4, level: true, imr: 0, intr: true }])
     // GSI 4 is IOAPIC pin 4, masked after reset.
@@ -173,7 +173,7 @@ describe("the in-kernel irqchip (KVM_CREATE_IRQCHIP, KVM_CREATE_PIT2)", () => {
     const b = boot([...programPic, HLT], kernelChips)
     expect(b.vcpu.run()._tag).toBe("KVM_EXIT_HLT")
     b.vm.irqLine(0, true)
-    expect(ofTag(b.log.drain(), "IoapicSetIrq")).toMatchObject([{ pin: 2 }])
+    expect(ofTag(b.log.drainEvents(), "IoapicSetIrq")).toMatchObject([{ pin: 2 }])
     const master = b.vm.getIrqchip(KVM_IRQCHIP_PIC_MASTER)
     if (!("pic" in master)) throw new Error("expected the PIC")
     expect([master.pic.irqBase, master.pic.irr]).toEqual([0x08, 1])

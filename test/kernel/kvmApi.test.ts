@@ -37,7 +37,7 @@ describe("the KVM-shaped API", () => {
     expect(exit.exitReason).toBe(KvmExit.KVM_EXIT_IO)
     expect([exit.direction, exit.port, exit.size, exit.count, [...exit.data]]).toEqual(["out", 0xe9, 1, 1, [0x41]])
     expect(vcpu.getRegs().rip).toBe(LOAD + 2)
-    const events = log.drain()
+    const events = log.drainEvents()
     const vmExit = events.find((e) => e._tag === "VmExit" && e.reason === ExitReason.IO_INSTRUCTION)
     // Size 1 (0), OUT (bit 3 clear), immediate operand (bit 6), port 0xe9 in bits 31:16.
     expect(vmExit).toMatchObject({ qualification: (0xe9 << 16) | 0x40, rip: LOAD + 2, instructionLength: 2, handledIn: "userspace" })
@@ -60,7 +60,7 @@ describe("the KVM-shaped API", () => {
       let next = 0x11223344
       for (;;) {
         const exit = vcpu.run()
-        if (exit._tag !== "KVM_EXIT_IO") return { exit: exit._tag, events: log.drain(), regs: vcpu.getRegs() }
+        if (exit._tag !== "KVM_EXIT_IO") return { exit: exit._tag, events: log.drainEvents(), regs: vcpu.getRegs() }
         if (exit.direction === "in") for (let i = 0; i < exit.size; i++) exit.data[i] = (next >>> (8 * i)) & 0xff
         next = (next * 3 + 1) >>> 0
         if (restore) {
@@ -80,7 +80,7 @@ describe("the KVM-shaped API", () => {
     // mov ecx, 0x12345; rdmsr — with no IDT the #GP becomes a double and then a triple fault.
     const { vcpu, log } = boot([0xb9, 0x45, 0x23, 0x01, 0x00, 0x0f, 0x32])
     expect(vcpu.run()._tag).toBe("KVM_EXIT_SHUTDOWN")
-    const events = log.drain()
+    const events = log.drainEvents()
     const at = events.findIndex((e) => e._tag === "VmExit" && e.reason === ExitReason.MSR_READ)
     expect(tags(events).slice(at, at + 3)).toEqual(["VmExit", "InjException", "VmEntry"])
     expect(events[at + 1]).toMatchObject({ vector: 13, errorCode: 0 })
@@ -119,10 +119,10 @@ describe("the KVM-shaped API", () => {
     expect([exit.direction, exit.port, exit.size]).toEqual(["in", 0x3fd, 1])
     expect(vcpu.getRegs().rax & 0xff).toBe(0)
     exit.data[0] = 0x60
-    log.drain()
+    log.drainEvents()
     expect(vcpu.run()._tag).toBe("KVM_EXIT_HLT")
     expect(vcpu.getRegs().rax & 0xff).toBe(0x60)
-    const pio = log.drain().find((e) => e._tag === "Pio")
+    const pio = log.drainEvents().find((e) => e._tag === "Pio")
     expect(pio).toMatchObject({ direction: "in", port: 0x3fd, size: 1, count: 1, values: [0x60] })
   })
 
@@ -130,7 +130,7 @@ describe("the KVM-shaped API", () => {
     // mov [0x8000], eax; mov [0x8004], eax; mov eax, [0x9000]; hlt
     const { vcpu, log } = boot([0xa3, 0x00, 0x80, 0, 0, 0xa3, 0x04, 0x80, 0, 0, 0xa1, 0x00, 0x90, 0, 0, 0xf4])
     expect(vcpu.run()._tag).toBe("KVM_EXIT_HLT")
-    const events = log.drain()
+    const events = log.drainEvents()
     const faults = events.filter((e) => e._tag === "PageFault")
     expect(faults.map((e) => e._tag === "PageFault" && [e.gpa, e.errorCode & 7, e.outcome])).toEqual([
       [LOAD, EptAccess.FETCH, "mapped"],
@@ -149,7 +149,7 @@ describe("the KVM-shaped API", () => {
     const first = vcpu.run()
     if (first._tag !== "KVM_EXIT_MMIO") throw new Error(first._tag)
     expect([first.physAddr, first.isWrite, first.len]).toEqual([0xfebf0000, false, 4])
-    const firstEvents = log.drain()
+    const firstEvents = log.drainEvents()
     const eptExits = firstEvents.filter((e) => e._tag === "VmExit" && e.reason === ExitReason.EPT_VIOLATION)
     expect(eptExits.map((e) => e._tag === "VmExit" && [e.guestPhysical, e.handledIn])).toEqual([
       [LOAD, "kernel"],
@@ -161,7 +161,7 @@ describe("the KVM-shaped API", () => {
     const second = vcpu.run()
     if (second._tag !== "KVM_EXIT_MMIO") throw new Error(second._tag)
     expect(vcpu.getRegs().rbx).toBe(0x12345678)
-    const secondEvents = log.drain()
+    const secondEvents = log.drainEvents()
     expect(secondEvents[0]).toMatchObject({ _tag: "Mmio", op: "read", value: 0x12345678 })
     expect(secondEvents.find((e) => e._tag === "VmExit")).toMatchObject({ reason: ExitReason.EPT_MISCONFIG, guestPhysical: 0xfebf0000 })
     expect(secondEvents.some((e) => e._tag === "PageFault")).toBe(false)
@@ -181,7 +181,7 @@ describe("the KVM-shaped API", () => {
     expect([...write.data]).toEqual([15, 0, 0, 0])
     expect(vcpu.run()._tag).toBe("KVM_EXIT_HLT")
     expect(vcpu.instructionsRetired).toBe(2)
-    const exits = log.drain().filter((e) => e._tag === "VmExit" && e.reason !== ExitReason.HLT && e.reason !== ExitReason.EPT_VIOLATION)
+    const exits = log.drainEvents().filter((e) => e._tag === "VmExit" && e.reason !== ExitReason.HLT && e.reason !== ExitReason.EPT_VIOLATION)
     expect(exits).toHaveLength(0)
   })
 
@@ -196,7 +196,7 @@ describe("the KVM-shaped API", () => {
     const regs = vcpu.getRegs()
     expect(regs.rsi).toBe(0x756e6547)
     expect(regs.rax).toBe(0x663) // leaf 7 > max basic leaf 1 reads as leaf 1
-    const events = log.drain()
+    const events = log.drainEvents()
     const cpuidExits = events.filter((e) => e._tag === "VmExit" && e.reason === ExitReason.CPUID)
     expect(cpuidExits.map((e) => e._tag === "VmExit" && e.handledIn)).toEqual(["kernel", "kernel"])
     // KVM skips the emulated instruction before it re-enters: each entry is at the instruction after CPUID.
@@ -226,7 +226,7 @@ describe("the KVM-shaped API", () => {
     const { vcpu, log, ram } = boot([0x0f, 0x01, 0x1d, 0x00, 0x20, 0, 0, 0xcc])
     ram.set([0, 0, 0, 0, 0, 0], 0x2000)
     expect(vcpu.run()._tag).toBe("KVM_EXIT_SHUTDOWN")
-    expect(log.drain().find((e) => e._tag === "VmExit" && e.reason === ExitReason.TRIPLE_FAULT)).toBeDefined()
+    expect(log.drainEvents().find((e) => e._tag === "VmExit" && e.reason === ExitReason.TRIPLE_FAULT)).toBeDefined()
   })
 
   it("kickAt stops KVM_RUN with KVM_EXIT_INTR at that virtual time", () => {

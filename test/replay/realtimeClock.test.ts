@@ -11,8 +11,7 @@ import { describe, expect, it, vi } from "vitest"
 import { assertProperty } from "../support/soakRuns.ts"
 import { expectSameStates, sessionState } from "../support/sessionState.ts"
 import type { MachineConfig } from "../../src/events/MachineConfig.ts"
-import { memorySource } from "../../src/events/trace/framing.ts"
-import { indexTrace, type SeekableTrace } from "../../src/events/trace/traceIndex.ts"
+import type { SeekableTrace } from "../../src/events/trace/traceIndex.ts"
 import type { VmEvent } from "../../src/events/VmEvent.ts"
 import { QueuedHostInput } from "../../src/qemu/hostInput.ts"
 import { runMachine } from "../../src/qemu/runMachine.ts"
@@ -20,7 +19,7 @@ import { recordedInputs } from "../../src/replay/hostInput.ts"
 import { replayEvents } from "../../src/replay/replay.ts"
 import { ReplaySession } from "../../src/replay/session.ts"
 import { guestConfig, guestImage, type InterruptGuest, irqchipModes } from "../support/interruptGuests.ts"
-import { recordTraceBytes } from "../support/recordTrace.ts"
+import { recordTraceBytes, openTraceBytes } from "../support/recordTrace.ts"
 
 /** How far the fake host clock moves at each reading, in ns (used in turn): from 1 µs to 3 ms. */
 const schedule = fc.array(fc.integer({ min: 1_000, max: 3_000_000 }), { minLength: 1, maxLength: 16 })
@@ -40,11 +39,7 @@ const realtime = (guest: InterruptGuest, irqchip: MachineConfig["irqchip"] & str
 const record = (config: MachineConfig, image: Uint8Array, host: QueuedHostInput): VmEvent[] =>
   Effect.runSync(Stream.runCollect(runMachine(config, image, { input: host })).pipe(Effect.map(Chunk.toArray)))
 
-const open = (bytes: Uint8Array): SeekableTrace => {
-  const trace = indexTrace(memorySource(bytes), "realtime.vmrr")
-  if (!("index" in trace)) throw trace
-  return trace
-}
+const open = (bytes: Uint8Array): SeekableTrace => openTraceBytes(bytes, "realtime.vmrr")
 
 const guests: ReadonlyArray<InterruptGuest> = ["pit", "lapic"]
 

@@ -4,8 +4,7 @@ import { expectSameStates, sessionState } from "../support/sessionState.ts"
 import { Chunk, Effect, Stream } from "effect"
 import fc from "fast-check"
 import { decodeTrace, encodeTrace } from "../../src/events/trace/codec.ts"
-import { memorySource } from "../../src/events/trace/framing.ts"
-import { indexTrace, type SeekableTrace } from "../../src/events/trace/traceIndex.ts"
+import type { SeekableTrace } from "../../src/events/trace/traceIndex.ts"
 import type { VmEvent } from "../../src/events/VmEvent.ts"
 import { QueuedHostInput } from "../../src/qemu/hostInput.ts"
 import { runMachine } from "../../src/qemu/runMachine.ts"
@@ -16,7 +15,7 @@ import { withDivergencePoint } from "../../src/replay/divergencePoint.ts"
 import { previousEvent, previousEventOfKind, previousWrite, stepBack } from "../../src/replay/reverse.ts"
 import { ReplaySession, SessionError } from "../../src/replay/session.ts"
 import { instruction, le32, pm32Config, SCRATCH } from "../support/programs.ts"
-import { recordTraceBytes } from "../support/recordTrace.ts"
+import { recordTraceBytes, openTraceBytes } from "../support/recordTrace.ts"
 
 const COUNTER = SCRATCH + 0xff0
 
@@ -35,11 +34,7 @@ const config = pm32Config({ memoryMiB: 4 })
 /** A recording as trace bytes, with a checkpoint every `every` instructions (none: undefined). */
 const recordTrace = (image: Uint8Array, every: number | undefined): Uint8Array => recordTraceBytes(config, image, every)
 
-const open = (bytes: Uint8Array): SeekableTrace => {
-  const trace = indexTrace(memorySource(bytes), "test.vmrr")
-  if (!("index" in trace)) throw trace
-  return trace
-}
+const open = (bytes: Uint8Array): SeekableTrace => openTraceBytes(bytes)
 
 /** Everything a position is: registers, RAM, EPT, devices, the event count. */
 describe("checkpoints", () => {

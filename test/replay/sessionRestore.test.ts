@@ -10,15 +10,16 @@ import { expectSameStates, sessionState } from "../support/sessionState.ts"
 import { Chunk, Effect, Stream } from "effect"
 import fc from "fast-check"
 import { TraceEncoder } from "../../src/events/trace/codec.ts"
-import { memorySource } from "../../src/events/trace/framing.ts"
 import { makeTraceHeader } from "../../src/events/trace/schema.ts"
 import type { Checkpoint } from "../../src/events/trace/schema.ts"
-import { indexTrace, type SeekableTrace } from "../../src/events/trace/traceIndex.ts"
+import type { SeekableTrace } from "../../src/events/trace/traceIndex.ts"
 import type { VmEvent } from "../../src/events/VmEvent.ts"
 import { recordMachine } from "../../src/qemu/runMachine.ts"
+import { rawEvents } from "../../src/events/rawEvents.ts"
 import { ReplayDivergence, ReplayTraceDamaged } from "../../src/replay/divergence.ts"
 import { ReplaySession } from "../../src/replay/session.ts"
 import { le32, pm32Config, SCRATCH } from "../support/programs.ts"
+import { openTraceBytes } from "../support/recordTrace.ts"
 
 const config = pm32Config({ memoryMiB: 4 })
 const HOT = SCRATCH - 0x1000
@@ -42,18 +43,14 @@ const recordTrace = (
   let checkpoints = 0
   for (const { checkpoint, events } of Chunk.toArray(Effect.runSync(Stream.runCollect(recordMachine(config, image, { checkpointEvery: every }))))) {
     if (checkpoint !== undefined) parts.push(encoder.checkpoint(edit.checkpoint?.(checkpoint, checkpoints++) ?? checkpoint))
-    const frame = encoder.chunk(edit.event === undefined ? events : events.map(edit.event))
+    const frame = encoder.chunk(edit.event === undefined ? rawEvents(events) : rawEvents(events).map(edit.event))
     if (frame !== undefined) parts.push(frame)
   }
   parts.push(encoder.end())
   return Buffer.concat(parts)
 }
 
-const open = (bytes: Uint8Array): SeekableTrace => {
-  const trace = indexTrace(memorySource(bytes), "test.vmrr")
-  if (!("index" in trace)) throw trace
-  return trace
-}
+const open = (bytes: Uint8Array): SeekableTrace => openTraceBytes(bytes)
 
 describe("restoring a checkpoint", () => {
   it("gives the state of a replay from the start, from any checkpoint, in any order", async () => {

@@ -8,8 +8,7 @@
 import { Chunk, Effect, Stream } from "effect"
 import fc from "fast-check"
 import { describe, expect, it } from "vitest"
-import { memorySource } from "../../src/events/trace/framing.ts"
-import { indexTrace, type SeekableTrace } from "../../src/events/trace/traceIndex.ts"
+import type { SeekableTrace } from "../../src/events/trace/traceIndex.ts"
 import type { MachineConfig } from "../../src/events/MachineConfig.ts"
 import type { RunEnd, VmEvent } from "../../src/events/VmEvent.ts"
 import { QueuedHostInput } from "../../src/qemu/hostInput.ts"
@@ -18,7 +17,7 @@ import { recordedInputs } from "../../src/replay/hostInput.ts"
 import { replayEvents } from "../../src/replay/replay.ts"
 import { ReplaySession } from "../../src/replay/session.ts"
 import { le32, pm32Config } from "../support/programs.ts"
-import { recordTraceBytes } from "../support/recordTrace.ts"
+import { recordTraceBytes, openTraceBytes } from "../support/recordTrace.ts"
 
 /**
  * t=0 mov ecx, 0x10; t=1 rdmsr; t=2 mov ebx, eax; t=3 mov eax, value; t=4 xor edx, edx;
@@ -38,11 +37,7 @@ const endOf = (events: ReadonlyArray<VmEvent>): RunEnd => {
   return end
 }
 
-const open = (bytes: Uint8Array): SeekableTrace => {
-  const trace = indexTrace(memorySource(bytes), "tsc.vmrr")
-  if (!("index" in trace)) throw trace
-  return trace
-}
+const open = (bytes: Uint8Array): SeekableTrace => openTraceBytes(bytes, "tsc.vmrr")
 
 /** Seeks into the trace (from its checkpoints, which may sit between any two instructions) and back to the end. */
 const seekAndCompare = (trace: SeekableTrace, end: RunEnd): void => {

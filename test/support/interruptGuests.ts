@@ -61,10 +61,10 @@ export const runGuest = (config: MachineConfig, image: Uint8Array): GuestRun => 
     const outcome = cpuExecOnce(machine)
     if (outcome !== undefined) {
       logRunEnd(machine, outcome)
-      events.push(...machine.log.drain())
+      events.push(...machine.log.drainEvents())
       break
     }
-    if (machine.log.pending > 4096) events.push(...machine.log.drain())
+    if (machine.log.pending > 4096) events.push(...machine.log.drainEvents())
   }
   const output = Buffer.from(events.flatMap((e) => (e._tag === "DeviceOutput" ? [...e.bytes] : []))).toString("latin1")
   const end = events.at(-1)

@@ -2,10 +2,13 @@ import * as Either from "effect/Either"
 import * as ParseResult from "effect/ParseResult"
 import * as Schema from "effect/Schema"
 import { isHostInput, isHostInputTag, type VmEvent } from "../VmEvent.ts"
-import { TraceCorrupt } from "./errors.ts"
-import { type ByteSource, encodeFrame, magic, memorySource, readFrame, shortText } from "./framing.ts"
+import { kindLayouts } from "../eventLayouts.ts"
+import { TraceCorrupt, TraceFrameTooLarge } from "./errors.ts"
+import { type ByteSource, encodeFrame, magic, maxPayloadBytes, memorySource, readFrame, shortText } from "./framing.ts"
 import { PackedDecodeError } from "./bytes.ts"
-import { packEvents, unpackEvents } from "./packedEvents.ts"
+import { packedCodec, packEvents, unpackEvents } from "./packedEvents.ts"
+import type { RawChunk } from "../rawEvents.ts"
+import { makeRawChunkFramer, packedChunkPayload, type RawChunkIndexEntry } from "./rawPack.ts"
 import {
   Checkpoint,
   EventChunk,
@@ -17,6 +20,10 @@ import {
   TraceHeader,
   type TraceHeaderInput
 } from "./schema.ts"
+
+
+/** This thread's framer of raw chunks (the packer thread has its own). */
+const frameRawChunk = makeRawChunkFramer(packedCodec, kindLayouts)
 
 /**
  * The trace layer: header, event chunks, end frame, and the checks that tie them
@@ -51,6 +58,15 @@ export class TraceIndexBuilder {
     this.eventCount += events.length
     if (kinds !== undefined && !kinds.some(isHostInputTag)) return
     for (let i = 0; i < events.length; i++) if (isHostInput(events[i]!)) this.inputSeqs.push(events[i]!.seq)
+  }
+
+  /** The same from the numbers alone, for a chunk packed without objects (rawPack.ts). */
+  addChunkEntry(offset: number, entry: RawChunkIndexEntry): void {
+    this.chunkOffsets.push(offset)
+    this.chunkSeqs.push(entry.firstSeq)
+    this.chunkTimes.push(entry.firstTime)
+    this.eventCount += entry.count
+    for (let i = 0; i < entry.inputSeqs.length; i++) this.inputSeqs.push(entry.inputSeqs[i]!)
   }
 
   addCheckpoint(offset: number, checkpoint: Pick<Checkpoint, "seq" | "time">): void {
@@ -108,6 +124,51 @@ export class TraceEncoder {
     return frame
   }
 
+  /** One events frame for a raw chunk (rawEvents.ts), packed here: the bytes `chunk(rawEvents(raw))` gives. */
+  rawChunk(raw: RawChunk): Uint8Array | undefined {
+    this.expect("events", "rawChunk")
+    if (raw.count === 0) return undefined
+    const { frame, entry } = frameRawChunk(raw)
+    if (typeof frame === "number") throw new TraceFrameTooLarge({ frame: this.frameCount, bytes: frame, limit: maxPayloadBytes })
+    return this.framedChunk(frame, entry)
+  }
+
+  /** One events frame for a chunk already packed (`{ firstSeq, packed }`). */
+  packedChunk(packed: Uint8Array, entry: RawChunkIndexEntry): Uint8Array {
+    this.expect("events", "packedChunk")
+    return this.framedChunk(encodeFrame(packedChunkPayload(entry.firstSeq, packed), this.frameCount), entry)
+  }
+
+  /** An events frame already encoded elsewhere (by a framer of rawPack.ts): appended as is. */
+  framedChunk(frame: Uint8Array, entry: RawChunkIndexEntry): Uint8Array {
+    this.writtenChunk(frame.length, entry)
+    return frame
+  }
+
+  /** An events frame of `length` bytes someone else (the packer thread) encoded and wrote at `position`. */
+  writtenChunk(length: number, entry: RawChunkIndexEntry): void {
+    this.expect("events", "writtenChunk")
+    this.index.addChunkEntry(this.position, entry)
+    this.advance(length)
+  }
+
+  /** A checkpoint frame of `length` bytes someone else wrote at `position`. */
+  writtenCheckpoint(length: number, checkpoint: Pick<Checkpoint, "seq" | "time">): void {
+    this.expect("events", "writtenCheckpoint")
+    this.index.addCheckpoint(this.position, checkpoint)
+    this.advance(length)
+  }
+
+  /** Where the next frame goes: the bytes so far. */
+  get offset(): number {
+    return this.position
+  }
+
+  /** The number of the next frame: what a `TraceFrameTooLarge` for it names. */
+  get nextFrame(): number {
+    return this.frameCount
+  }
+
   /** One checkpoint frame, between the events before it and those after. */
   checkpoint(checkpoint: Checkpoint): Uint8Array {
     this.expect("events", "checkpoint")
@@ -130,8 +191,8 @@ export class TraceEncoder {
     return { eventCount: this.index.eventCount, chunkCount: this.index.chunkOffsets.length, bytes: this.position }
   }
 
-  private advance(bytes: Uint8Array): void {
-    this.position += bytes.length
+  private advance(bytes: Uint8Array | number): void {
+    this.position += typeof bytes === "number" ? bytes : bytes.length
     this.frameCount++
   }
 

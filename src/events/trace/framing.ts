@@ -1,6 +1,8 @@
 import { crc32 } from "node:zlib"
-import { Packr } from "msgpackr"
 import { TraceFrameTooLarge } from "./errors.ts"
+import { detachBinary, frameHeadBytes, frameOf, maxPayloadBytes, packr, shortText } from "./frameBytes.ts"
+
+export { detachBinary, frameHeadBytes, magic, maxPayloadBytes, shortText } from "./frameBytes.ts"
 
 /**
  * The byte layer of a `.vmrr` file: an 8-byte magic, then frames of
@@ -8,27 +10,10 @@ import { TraceFrameTooLarge } from "./errors.ts"
  * Knows nothing of what the payloads mean (see codec.ts).
  */
 
-/** PNG-style: the high byte and the CR LF / SUB catch 7-bit and text-mode transfers. */
-export const magic = Uint8Array.of(0x89, 0x56, 0x4d, 0x52, 0x52, 0x0d, 0x0a, 0x1a)
-export const frameHeadBytes = 8
-/** Larger length fields are corruption: a reader never allocates from one. */
-export const maxPayloadBytes = 64 * 1024 * 1024
-
-// Plain msgpack maps (no msgpackr records) so any msgpack reader can read a trace.
-const packr = new Packr({ useRecords: false })
-
 /** One whole frame. Throws `TraceFrameTooLarge` rather than write what no reader accepts. */
 export const encodeFrame = (value: unknown, frameIndex: number): Uint8Array => {
-  const payload = packr.pack(value)
-  if (payload.length > maxPayloadBytes) {
-    throw new TraceFrameTooLarge({ frame: frameIndex, bytes: payload.length, limit: maxPayloadBytes })
-  }
-  // Copy out at once: msgpackr reuses its output buffer across calls.
-  const frame = new Uint8Array(frameHeadBytes + payload.length)
-  const view = new DataView(frame.buffer)
-  view.setUint32(0, payload.length, true)
-  view.setUint32(4, crc32(payload), true)
-  frame.set(payload, frameHeadBytes)
+  const frame = frameOf(value)
+  if (typeof frame === "number") throw new TraceFrameTooLarge({ frame: frameIndex, bytes: frame, limit: maxPayloadBytes })
   return frame
 }
 
@@ -93,25 +78,3 @@ export const readFrame = (source: ByteSource, offset: number, index: number): Fr
   return { _tag: "Frame", index, offset, end: payloadStart + length, value }
 }
 
-/**
- * msgpackr hands binary back as views (Buffers) into the payload. Copy each into a
- * plain `Uint8Array`: deep equality with the recorded events holds, and a decoded
- * event does not keep a whole chunk's buffer alive.
- */
-export const detachBinary = (value: unknown): unknown => {
-  if (typeof value !== "object" || value === null) return value
-  if (value instanceof Uint8Array) return new Uint8Array(value)
-  if (Array.isArray(value)) {
-    for (let i = 0; i < value.length; i++) value[i] = detachBinary(value[i])
-    return value
-  }
-  const record = value as Record<string, unknown>
-  for (const key in record) record[key] = detachBinary(record[key])
-  return value
-}
-
-/** One line, bounded: error text goes into a one-sentence reason. */
-export const shortText = (text: string, max = 160): string => {
-  const line = text.replace(/\s+/g, " ").trim()
-  return line.length <= max ? line : `${line.slice(0, max - 1)}…`
-}

@@ -4,9 +4,12 @@ import * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
 import * as Sink from "effect/Sink"
 import * as Stream from "effect/Stream"
+import type { RawChunk } from "../rawEvents.ts"
 import type { VmEvent } from "../VmEvent.ts"
 import { TraceEncoder, type TraceSummary } from "./codec.ts"
 import { ioError, TraceFrameTooLarge, type TraceWriteError } from "./errors.ts"
+import { type PackerOptions, RawChunkPacker } from "./packerThread.ts"
+import { releaseRawChunk } from "../rawEvents.ts"
 import { type Checkpoint, makeTraceHeader, type TraceHeader, type TraceHeaderInput } from "./schema.ts"
 
 /**
@@ -19,6 +22,14 @@ export interface TraceWriter {
   readonly header: TraceHeader
   /** Appends one events frame (nothing for no events). */
   readonly writeChunk: (events: ReadonlyArray<VmEvent>) => Effect.Effect<void, TraceWriteError>
+  /**
+   * Appends one events frame for a raw chunk (nothing for no events): the bytes
+   * `writeChunk(rawEvents(chunk))` writes. Past the first few chunks of a recording the
+   * packing happens on the packer thread (packerThread.ts) and the frame is written by a
+   * later call. The writer takes the chunk: once it is written, its words go back to
+   * the event log's spare buffers (`releaseRawChunk`), so nothing may read it after this call.
+   */
+  readonly writeRawChunk: (chunk: RawChunk) => Effect.Effect<void, TraceWriteError>
   /** Appends a checkpoint frame: taken after every event written so far and before the next. */
   readonly writeCheckpoint: (checkpoint: Checkpoint) => Effect.Effect<void, TraceWriteError>
   /**
@@ -28,18 +39,25 @@ export interface TraceWriter {
   readonly close: Effect.Effect<TraceSummary, TraceWriteError>
 }
 
-const writeAll = (fd: number, bytes: Uint8Array): void => {
+/** Positional: the packer thread (packerThread.ts) writes frames through the same descriptor. */
+const writeAll = (fd: number, bytes: Uint8Array, position: number): void => {
   let done = 0
-  while (done < bytes.length) done += fs.writeSync(fd, bytes, done, bytes.length - done)
+  while (done < bytes.length) done += fs.writeSync(fd, bytes, done, bytes.length - done, position + done)
 }
 
 /**
  * Creates (or replaces) `path` and writes the magic and header. The file is closed when
  * the scope ends; call `close` first for a complete trace.
  */
+export interface TraceWriterOptions {
+  /** Where raw chunks are packed (packerThread.ts). */
+  readonly packer?: PackerOptions
+}
+
 export const openTraceWriter = (
   path: string,
-  input: TraceHeaderInput
+  input: TraceHeaderInput,
+  options: TraceWriterOptions = {}
 ): Effect.Effect<TraceWriter, TraceWriteError, Scope.Scope> =>
   Effect.gen(function*() {
     const file = yield* Effect.acquireRelease(
@@ -62,19 +80,53 @@ export const openTraceWriter = (
         return Effect.try({
           try: () => {
             const bytes = frame()
-            if (bytes !== undefined) writeAll(file.fd, bytes)
+            if (bytes !== undefined) writeAll(file.fd, bytes, encoder.offset - bytes.length)
           },
           catch: (e) => e instanceof TraceFrameTooLarge ? e : (failed = ioError(path, "write", e))
         })
       })
     const header = makeTraceHeader(input)
     yield* append(() => encoder.start(header))
+    // Raw chunks: packed in-thread, or handed to the packer thread, which writes them
+    // itself; writing anything else here waits for those first (`flush`).
+    const packer = new RawChunkPacker(encoder, file.fd, (bytes, position) => writeAll(file.fd, bytes, position), {
+      onChunkWritten: releaseRawChunk,
+      ...options.packer
+    })
+    // Runs before the file is closed (finalizers run last-added first): what is in flight
+    // is written, so an interrupted recording keeps every chunk handed in.
+    yield* Effect.addFinalizer(() =>
+      Effect.sync(() => {
+        if (file.open && failed === undefined) {
+          try {
+            packer.flush()
+          } catch {
+            // The trace stays what was written before the failure.
+          }
+        }
+        packer.release()
+      })
+    )
+    const appendAll = (frame: () => Uint8Array | undefined): Effect.Effect<void, TraceWriteError> =>
+      append(() => {
+        packer.flush()
+        return frame()
+      })
     return {
       path,
       header,
-      writeChunk: (events) => append(() => encoder.chunk(events)),
-      writeCheckpoint: (checkpoint) => append(() => encoder.checkpoint(checkpoint)),
-      close: append(() => encoder.end()).pipe(
+      writeChunk: (events) => appendAll(() => encoder.chunk(events)),
+      writeRawChunk: (chunk) =>
+        append(() => {
+          packer.writeRawChunk(chunk)
+          return undefined
+        }),
+      writeCheckpoint: (checkpoint) =>
+        append(() => {
+          packer.writeCheckpoint(checkpoint)
+          return undefined
+        }),
+      close: appendAll(() => encoder.end()).pipe(
         Effect.zipRight(Effect.try({
           try: () => {
             file.open = false

@@ -56,7 +56,7 @@ describe("RDMSR/WRMSR/RDTSC as VM exits the kernel handles", () => {
     // WRMSR TSC=1000 at 11 retired; RDTSC one instruction later.
     expect(r.rax).toBe(1001)
     expect(r.rdx).toBe(0)
-    const exits = log.drain().filter((e) => e._tag === "VmExit" && e.reason !== ExitReason.EPT_VIOLATION)
+    const exits = log.drainEvents().filter((e) => e._tag === "VmExit" && e.reason !== ExitReason.EPT_VIOLATION)
     expect(exits.map((e) => (e._tag === "VmExit" ? [e.reason, e.handledIn] : []))).toEqual([
       [ExitReason.MSR_WRITE, "kernel"],
       [ExitReason.MSR_READ, "kernel"],

@@ -1,0 +1,95 @@
+import * as fs from "node:fs"
+import { type MessagePort, workerData } from "node:worker_threads"
+import { makePackedCodec } from "./packedCodec.ts"
+import { flagReady, flagResults, type PackerTables, type PackReply, type PackRequest } from "./packerProtocol.ts"
+import { makeRawChunkFramer } from "./rawPack.ts"
+import { packsTo } from "./verifyPacked.ts"
+
+/**
+ * The packer thread (packerThread.ts): raw chunks in, packed, framed (msgpack, CRC) and
+ * written at their offsets, in the order they came; each reply is followed by a bump of
+ * the shared results counter so that a writer blocked in `Atomics.wait` wakes.
+ */
+
+const { port, flags, tables } = workerData as { readonly port: MessagePort; readonly flags: Int32Array; readonly tables: PackerTables }
+const hostInputs = new Set(tables.hostInputTags)
+const codec = makePackedCodec({
+  layouts: tables.layouts,
+  isHostInputTag: (tag) => hostInputs.has(tag),
+  // Only decoding validates msgpack-coded fields, and this thread never decodes.
+  is: () => () => true
+})
+const frameRawChunk = makeRawChunkFramer(codec, tables.layouts)
+
+interface File {
+  readonly fd: number
+  position: number
+  /** Something for it failed: nothing more is written. */
+  failed: boolean
+}
+const files = new Map<number, File>()
+
+const reply = (message: PackReply, transfer: Array<ArrayBuffer> = []): void => {
+  port.postMessage(message, transfer)
+  Atomics.add(flags, flagResults, 1)
+  Atomics.notify(flags, flagResults)
+}
+
+const writeAt = (file: File, bytes: Uint8Array): void => {
+  let done = 0
+  while (done < bytes.length) done += fs.writeSync(file.fd, bytes, done, bytes.length - done, file.position + done)
+  file.position += bytes.length
+}
+
+const failed = (id: number, words: Float64Array | undefined, fields: { error?: string; tooLarge?: number; writeFailed?: boolean }): void => {
+  if (words === undefined) reply({ _tag: "Failed", id, ...fields })
+  else reply({ _tag: "Failed", id, ...fields, words }, words.buffer instanceof ArrayBuffer ? [words.buffer] : [])
+}
+
+port.on("message", (request: PackRequest) => {
+  switch (request._tag) {
+    case "Open":
+      files.set(request.file, { fd: request.fd, position: request.position, failed: false })
+      return
+    case "Close":
+      files.delete(request.file)
+      return
+    case "Verify":
+      return reply({ _tag: "Verified", id: request.id, same: packsTo(codec, request, request.expected) })
+  }
+  const file = files.get(request.file)
+  const words = request._tag === "Chunk" ? request.words : undefined
+  if (file === undefined || file.failed) return failed(request.id, words, {})
+  let frame: Uint8Array
+  let firstTime = 0
+  let inputSeqs: ReadonlyArray<number> = []
+  try {
+    if (request._tag === "Frame") frame = request.frame
+    else {
+      const framed = frameRawChunk(request)
+      if (typeof framed.frame === "number") {
+        file.failed = true
+        return failed(request.id, words, { tooLarge: framed.frame })
+      }
+      frame = framed.frame
+      firstTime = framed.entry.firstTime
+      inputSeqs = framed.entry.inputSeqs
+    }
+  } catch (e) {
+    file.failed = true
+    return failed(request.id, words, { error: e instanceof Error ? e.message : String(e) })
+  }
+  try {
+    writeAt(file, frame)
+  } catch (e) {
+    file.failed = true
+    return failed(request.id, words, { error: e instanceof Error ? e.message : String(e), writeFailed: true })
+  }
+  // Transferred words go back: freed by the writer's thread, not this one's garbage collector.
+  if (words !== undefined && words.buffer instanceof ArrayBuffer) {
+    reply({ _tag: "Written", id: request.id, length: frame.length, firstTime, inputSeqs, words }, [words.buffer])
+  } else reply({ _tag: "Written", id: request.id, length: frame.length, firstTime, inputSeqs })
+})
+
+Atomics.store(flags, flagReady, 1)
+Atomics.notify(flags, flagReady)
