@@ -11,7 +11,8 @@ import { decodeTrace } from "../../src/events/trace/codec.ts"
 import { packerThread, type PackerOptions } from "../../src/events/trace/packerThread.ts"
 import type { Checkpoint } from "../../src/events/trace/schema.ts"
 import { openSeekableTrace } from "../../src/events/trace/traceIndex.ts"
-import { openTraceWriter } from "../../src/events/trace/writer.ts"
+import type { TraceWriteError } from "../../src/events/trace/errors.ts"
+import { openTraceWriter, type TraceWriter } from "../../src/events/trace/writer.ts"
 import { header, sampleEvents } from "./traceFixtures.ts"
 
 let dir = ""
@@ -47,14 +48,24 @@ const recording = (chunks: number, size: number, checkpointsAfter: ReadonlyArray
   return items
 }
 
-/** Writes the items: as objects (`writeChunk`, today's path) or as raw chunks through the packer. */
-const record = (file: string, items: ReadonlyArray<Item>, packer?: PackerOptions) =>
+type WriteEvents = (writer: TraceWriter, events: ReadonlyArray<VmEvent>, n: number) => Effect.Effect<void, TraceWriteError>
+
+/**
+ * Writes the items: as objects (`writeChunk`, today's path) or as raw chunks through the
+ * packer; `write` chooses otherwise for the n-th chunk of events.
+ */
+const record = (
+  file: string,
+  items: ReadonlyArray<Item>,
+  packer?: PackerOptions,
+  write: WriteEvents = (writer, events) => packer === undefined ? writer.writeChunk(events) : writer.writeRawChunk(rawChunkOf(events))
+) =>
   Effect.scoped(Effect.gen(function*() {
     const writer = yield* openTraceWriter(file, header, packer === undefined ? {} : { packer })
+    let n = 0
     for (const item of items) {
       if ("checkpoint" in item) yield* writer.writeCheckpoint(item.checkpoint)
-      else if (packer === undefined) yield* writer.writeChunk(item.events)
-      else yield* writer.writeRawChunk(rawChunkOf(item.events))
+      else yield* write(writer, item.events, n++)
     }
     return yield* writer.close
   }))
@@ -132,16 +143,8 @@ describe("packer thread", () => {
       yield* record(reference, items)
       yield* threadReady()
       const file = tempPath()
-      yield* Effect.scoped(Effect.gen(function*() {
-        const writer = yield* openTraceWriter(file, header, { packer: { startAfterChunks: 1, maxInFlight: 3 } })
-        let n = 0
-        for (const item of items) {
-          if ("checkpoint" in item) yield* writer.writeCheckpoint(item.checkpoint)
-          else if (n++ % 7 === 3) yield* writer.writeChunk(item.events)
-          else yield* writer.writeRawChunk(rawChunkOf(item.events))
-        }
-        return yield* writer.close
-      }))
+      yield* record(file, items, { startAfterChunks: 1, maxInFlight: 3 }, (writer, events, n) =>
+        n % 7 === 3 ? writer.writeChunk(events) : writer.writeRawChunk(rawChunkOf(events)))
       expect(fs.readFileSync(file).equals(fs.readFileSync(reference))).toBe(true)
     }))
 
@@ -151,19 +154,12 @@ describe("packer thread", () => {
       yield* record(reference, items)
       yield* threadReady()
       const file = tempPath()
-      yield* Effect.scoped(Effect.gen(function*() {
-        const writer = yield* openTraceWriter(file, header, { packer: { startAfterChunks: 1, maxInFlight: 3 } })
-        for (const item of items) {
-          if ("checkpoint" in item) yield* writer.writeCheckpoint(item.checkpoint)
-          else {
-            const chunk = rawChunkOf(item.events)
-            const words = new Float64Array(new SharedArrayBuffer(chunk.words.byteLength))
-            words.set(chunk.words)
-            yield* writer.writeRawChunk({ ...chunk, words })
-          }
-        }
-        return yield* writer.close
-      }))
+      yield* record(file, items, { startAfterChunks: 1, maxInFlight: 3 }, (writer, events) => {
+        const chunk = rawChunkOf(events)
+        const words = new Float64Array(new SharedArrayBuffer(chunk.words.byteLength))
+        words.set(chunk.words)
+        return writer.writeRawChunk({ ...chunk, words })
+      })
       expect(fs.readFileSync(file).equals(fs.readFileSync(reference))).toBe(true)
     }))
 
