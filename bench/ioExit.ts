@@ -59,6 +59,8 @@ export const ioExitRoundTrip = async (options: IoExitOptions = {}): Promise<numb
   try {
     let best = Number.POSITIVE_INFINITY
     for (let i = 0; i < (options.runs ?? 3); i++) {
+      // Each recording to a new file (as traceBench.ts `record`): replacing one adds the cost of freeing it.
+      if (dir !== undefined) rmSync(join(dir, "io-exit.vmrr"), { force: true })
       const t0 = performance.now()
       if (dir === undefined) runOnce(guest)
       else await recordOnce(guest, join(dir, "io-exit.vmrr"))

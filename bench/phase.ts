@@ -5,8 +5,8 @@
  *
  *   phase.ts baseline                       nothing: the process with its modules loaded
  *   phase.ts record <trace> <iterations>    a run without recording, then one recorded to <trace>;
- *                                           three times, the fastest of each kept
- *   phase.ts replay <trace>                 `vmrr replay` of <trace>, twice, the faster kept
+ *                                           five times, the fastest of each kept
+ *   phase.ts replay <trace>                 `vmrr replay` of <trace>, five times, the fastest kept
  *   phase.ts seek <trace> <seeks>           seeks to events in <trace>
  */
 import * as Effect from "effect/Effect"
@@ -15,26 +15,27 @@ import { record, replayVerified, runUnrecorded, seekIn, type Timed } from "./tra
 
 const [phase, path, count] = process.argv.slice(2)
 
-/** The faster of timed runs: the first also warmed the JIT, and time lost to other processes on the machine rarely hits both. */
-const faster = (a: Timed, b: Timed): Timed => (a.seconds <= b.seconds ? a : b)
+/** The fastest of timed runs: the first ones also warm the JIT, and time lost to other processes on the machine rarely hits them all. */
+const fastest = (runs: ReadonlyArray<Timed>): Timed => runs.reduce((a, b) => (a.seconds <= b.seconds ? a : b))
+
+/** Runs of each timed phase. */
+const RUNS = 5
 
 const work: Effect.Effect<unknown, unknown> =
   phase === "baseline" ? Effect.succeed({})
   : phase === "record" ? Effect.gen(function* () {
-      // Alternately, so that the two see the same machine; three of each, as the first
-      // recording of a process also starts the packer thread.
+      // Alternately, so that the two see the same machine (the first recording of a
+      // process also starts the packer thread).
       const guest = ioLoopGuest(Number(count))
-      let run: Timed | undefined
-      let recorded: Timed | undefined
-      for (let i = 0; i < 3; i++) {
-        const r = yield* runUnrecorded(guest)
-        run = run === undefined ? r : faster(run, r)
-        const w = yield* record(guest, path!)
-        recorded = recorded === undefined ? w : faster(recorded, w)
+      const runs: Array<Timed> = []
+      const recordings: Array<Timed> = []
+      for (let i = 0; i < RUNS; i++) {
+        runs.push(yield* runUnrecorded(guest))
+        recordings.push(yield* record(guest, path!))
       }
-      return { run, record: recorded }
+      return { run: fastest(runs), record: fastest(recordings) }
     })
-  : phase === "replay" ? Effect.zipWith(replayVerified(path!), replayVerified(path!), (a, b) => ({ replay: faster(a, b) }))
+  : phase === "replay" ? Effect.map(Effect.all(Array.from({ length: RUNS }, () => replayVerified(path!))), (runs) => ({ replay: fastest(runs) }))
   : phase === "seek" ? Effect.map(seekIn(path!, Number(count), { sessionReplay: false }), (seek) => ({ seek }))
   : Effect.die(new Error(`unknown phase ${phase}`))
 

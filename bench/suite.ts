@@ -45,7 +45,7 @@ if (args.quick && args.readme) {
 
 const sizes = args.quick
   ? { mips: { iterations: 100_000, runs: 1 }, io: { iterations: 10_000, kvmIterations: 1_000, runs: 1 }, codecIterations: 2_000, traceEvents: [20_000], seeks: 3 }
-  : { mips: { iterations: 5_000_000, runs: 3 }, io: { iterations: 1_000_000, kvmIterations: 20_000, runs: 3 }, codecIterations: 200_000, traceEvents: [1_000_000, 10_000_000], seeks: 20 }
+  : { mips: { iterations: 5_000_000, runs: 3 }, io: { iterations: 1_000_000, kvmIterations: 20_000, runs: 5 }, codecIterations: 200_000, traceEvents: [1_000_000, 10_000_000], seeks: 20 }
 
 const repoRoot = fileURLToPath(new URL("..", import.meta.url))
 const jsonPath = args.json ?? (args.quick ? undefined : join(repoRoot, "bench", "results", "latest.json"))

@@ -41,7 +41,7 @@ const record = Options.file("record").pipe(Options.optional, Options.withDescrip
 const json = Options.boolean("json").pipe(Options.withDescription("print one JSON object per event on stdout, nothing else"))
 const checkpointEvery = integerOption("checkpoint-every", 1, Number.MAX_SAFE_INTEGER).pipe(
   Options.optional,
-  Options.withDescription("with --record, a checkpoint every this many instructions (default: about every 8 ms of replay work)")
+  Options.withDescription("with --record, a checkpoint every this many instructions (default: about every 16 ms of replay work)")
 )
 
 const tsc = Options.choice("tsc", ["virtual", "realtime"]).pipe(

@@ -38,7 +38,7 @@ export interface RawChunk {
 const spareWords: Array<Float64Array> = []
 const MAX_SPARE = 16
 /** The words of an event log's buffer: chunks of up to CHUNK_EVENTS events and the exit that ends one fit. */
-export const LOG_WORDS = 1 << 18
+export const LOG_WORDS = 1 << 19
 
 /** A record buffer of at least `n` words, reused when one is spare. */
 export const takeWords = (n: number): Float64Array => {

@@ -333,9 +333,11 @@ export interface KvmVmStateApi {
   /**
    * KVM_GET_DIRTY_LOG: one bit per page of the slot (bit i of byte i >> 3), set for
    * pages the guest wrote since the last call or since logging was enabled; reading
-   * clears it. A slot without KVM_MEM_LOG_DIRTY_PAGES is refused (RangeError).
+   * clears it. A slot without KVM_MEM_LOG_DIRTY_PAGES is refused (RangeError). Written
+   * into `into` when given (as the ioctl fills the caller's buffer), which must be the
+   * bitmap's size, (pages + 7) >> 3 bytes; else into a fresh bitmap.
    */
-  getDirtyLog(slot: number): Uint8Array
+  getDirtyLog(slot: number, into?: Uint8Array): Uint8Array
   /**
    * The frames the EPT maps, as [frame number, entry] pairs. No KVM ioctl saves the EPT
    * (KVM rebuilds it on demand after a restore); the model's EPT faults are events in

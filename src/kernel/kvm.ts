@@ -16,26 +16,37 @@ import {
 } from "./api.ts"
 import type { VmInterrupts } from "./interrupts.ts"
 import { KvmIrqchip } from "./irqchip.ts"
-import { Memslots } from "./memslots.ts"
+import { type FrameTables, Memslots } from "./memslots.ts"
 import { Vcpu } from "./vcpu.ts"
 
 /** A VM fd: memslots shared by its vCPUs, each with its own view through EPT. */
 export class Vm implements KvmVmApi, KvmVmStateApi, KvmIrqchipVmApi, KvmTimerClockApi, VmInterrupts {
-  private readonly memslots = new Memslots()
+  private readonly memslots: Memslots
   private readonly vcpus = new Map<number, Vcpu>()
   shift = 0
   irqchip: KvmIrqchip | undefined
   split = false
   clock: KvmTimerClock | undefined
 
-  constructor(private readonly log: EventLog) {}
+  /** `tables`: zeroed per-frame tables to use instead of new ones (see FrameTables). */
+  constructor(
+    private readonly log: EventLog,
+    tables?: FrameTables
+  ) {
+    this.memslots = new Memslots(tables)
+  }
+
+  /** The per-frame tables, zeroed, for a VM built after this one (this one must not be used again). */
+  takeFrameTables(): FrameTables {
+    return this.memslots.takeTables()
+  }
 
   setUserMemoryRegion(region: UserspaceMemoryRegion): void {
     this.memslots.setUserMemoryRegion(region)
   }
 
-  getDirtyLog(slot: number): Uint8Array {
-    return this.memslots.getDirtyLog(slot)
+  getDirtyLog(slot: number, into?: Uint8Array): Uint8Array {
+    return this.memslots.getDirtyLog(slot, into)
   }
 
   getEptEntries(): Array<[number, number]> {

@@ -58,8 +58,9 @@ export const cpuExecOnce = (machine: Machine): RunOutcome | undefined => {
 
 const SERIAL = "serial0"
 
-/** Bytes serial0 can take now; only asked when something is connected to it. */
+/** Bytes serial0 can take now, for input that waits for room (a replay's does not: its times are recorded). */
 const serialRoom = (machine: Machine): number => {
+  if (machine.input.paced !== true) return 0
   const state = machine.pio.stateOf(SERIAL)
   return state._tag === "Right" ? uartRxRoom(state.right as Uart16550State) : 0
 }

@@ -33,6 +33,8 @@ export interface HostInputPort {
   nextDelivery(now: number, room: number, idle?: boolean): number | undefined
   /** Called when `now` has reached the time `nextDelivery` named: what to deliver. */
   deliver(now: number, room: number): HostInputDelivery
+  /** Deliveries wait for room in serial0 (live input); false or absent: `room` is not read, and 0 is passed. */
+  readonly paced?: boolean
   /** The host's wall clock in seconds since the epoch, when the RTC powers on (logged as HostClock). */
   wallClock(): number
   /** The host's time-stamp counter, for RDTSC in real-time mode (logged as HostTsc); absent: no host counter. */
@@ -152,6 +154,7 @@ export class QueuedHostInput implements HostInputPort {
 
   readonly monotonicClock?: (seq: number, time: number, due: number, halted: boolean) => number
   idleUntil: number | undefined
+  readonly paced = true
 
   private queue: number[] = []
   private head = 0

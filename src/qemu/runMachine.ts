@@ -13,7 +13,7 @@ import { createMachine, type KernelFactory, type Machine } from "./machine.ts"
 import { isStateful, saveVmState } from "./vmstate.ts"
 
 /** Events per stream chunk: big enough to amortise the stream, small enough to show progress. */
-export const CHUNK_EVENTS = 16384
+export const CHUNK_EVENTS = 32768
 
 /**
  * How often a recording takes checkpoints: every N instructions exactly, or "auto": about
@@ -27,7 +27,7 @@ export type CheckpointEvery = number | "auto"
 export const defaultCheckpointEvery: CheckpointEvery = "auto"
 
 /** Replay work between two automatic checkpoints, and its estimate: per instruction and per event (this model, on a 2020s core). */
-const AUTO_REPLAY_NS = 8_000_000
+const AUTO_REPLAY_NS = 16_000_000
 const REPLAY_NS_PER_INSTRUCTION = 5
 const REPLAY_NS_PER_EVENT = 80
 

@@ -56,6 +56,14 @@ export const checkpointRegisters = (checkpoint: Checkpoint): RegisterSet => {
   }
 }
 
+/** What `checkpointRegisters` reads of a checkpoint's sections: all it needs of `SeekableTrace.checkpointPart`. */
+export const registerParts = {
+  cpu: {
+    regs: { rax: true, rcx: true, rdx: true, rbx: true, rsp: true, rbp: true, rsi: true, rdi: true, rip: true, rflags: true },
+    sregs: { cr0: true, cr3: true }
+  }
+} as const
+
 /** Recorded events shown before a divergence. */
 export const CONTEXT_EVENTS = 5
 

@@ -42,16 +42,16 @@ import { packRawEvents } from "../events/trace/packedEvents.ts"
 import { RawChunkVerifier, type VerifierOptions } from "../events/trace/packerThread.ts"
 import { lastAtOrBefore, openSeekableTrace, type SeekableTrace } from "../events/trace/traceIndex.ts"
 import type { EventLog } from "../events/EventLog.ts"
-import type { Checkpoint } from "../events/trace/schema.ts"
+import { type Checkpoint, formatVersion } from "../events/trace/schema.ts"
 import type { RecordedHostInput, VmEvent } from "../events/VmEvent.ts"
 import type { KvmRegs, KvmSregs } from "../kernel/api.ts"
 import { disassemble } from "../kernel/cpu/disassembler.ts"
-import { createVm } from "../kernel/kvm.ts"
+import { Vm } from "../kernel/kvm.ts"
 import { cpuExecOnce, logRunEnd, type RunOutcome } from "../qemu/cpuExec.ts"
 import { ScheduledHostInput } from "../qemu/hostInput.ts"
 import { createMachine, type KernelFactory } from "../qemu/machine.ts"
 import { isStateful, loadVmState, type StatefulMachine, type VmStateError } from "../qemu/vmstate.ts"
-import { checkpointRegisters, CONTEXT_EVENTS, type MachinePoint, registerDifferences, ReplayDivergence, ReplayTraceDamaged } from "./divergence.ts"
+import { checkpointRegisters, CONTEXT_EVENTS, type MachinePoint, type RegisterSet, registerDifferences, registerParts, ReplayDivergence, ReplayTraceDamaged } from "./divergence.ts"
 
 /** A request the recording cannot satisfy: one line saying why. */
 export class SessionError extends Data.TaggedError("SessionError")<{ readonly reason: string }> {
@@ -124,10 +124,18 @@ export class ReplaySession {
   private verified = 0
   /** Checks whole recorded chunks on the packer thread: set during `replayToEnd` only. */
   private verifier: RawChunkVerifier | undefined
-  /** The RAM of the machine before this one, which nothing uses any more. */
+  /** The RAM and the VM of the machine before this one, which nothing uses any more. */
   private spareRam: Uint8Array | undefined
-  /** The model's kernel, whose guest RAM is the spare one cleared (as new RAM is): a restore allocates no RAM. */
-  private readonly kernel: KernelFactory = Object.assign((log: EventLog) => createVm(log), {
+  private spareVm: Vm | undefined
+  /**
+   * The model's kernel, whose guest RAM and VM's per-frame tables are the spare ones
+   * cleared (as new ones are): a restore allocates neither.
+   */
+  private readonly kernel: KernelFactory = Object.assign((log: EventLog) => {
+    const vm = new Vm(log, this.spareVm?.takeFrameTables())
+    this.spareVm = undefined
+    return vm
+  }, {
     allocateRam: (bytes: number) => {
       const ram = this.spareRam?.length === bytes ? this.spareRam.fill(0) : new Uint8Array(bytes)
       this.spareRam = undefined
@@ -231,7 +239,8 @@ export class ReplaySession {
    * event by event, which throws what a replay checking every chunk in-thread throws.
    */
   replayToEnd(options: VerifierOptions = {}): number {
-    const verifier = new RawChunkVerifier(options)
+    const here = this.trace.chunkOfEvent(this.machine.log.nextSeq)
+    const verifier = new RawChunkVerifier(options, here < 0 ? 0 : this.trace.index.chunkSeqs.length - here)
     this.verifier = verifier
     try {
       for (;;) {
@@ -346,15 +355,16 @@ export class ReplaySession {
 
   /** The registers under RunEnd's names, and the instruction about to execute. */
   machinePoint(): MachinePoint {
-    const { regs: r, sregs: s } = this.registers()
     const { address, text } = this.currentInstruction()
+    return { time: this.position.time, registers: this.registerSet(), instruction: `${hex(address)}: ${text}` }
+  }
+
+  /** The registers under RunEnd's names: what a checkpoint check compares, without disassembling. */
+  private registerSet(): RegisterSet {
+    const { regs: r, sregs: s } = this.registers()
     return {
-      time: this.position.time,
-      registers: {
-        eax: r.rax, ecx: r.rcx, edx: r.rdx, ebx: r.rbx, esp: r.rsp, ebp: r.rbp, esi: r.rsi, edi: r.rdi,
-        eip: r.rip, eflags: r.rflags, cr0: s.cr0, cr3: s.cr3
-      },
-      instruction: `${hex(address)}: ${text}`
+      eax: r.rax, ecx: r.rcx, edx: r.rdx, ebx: r.rbx, esp: r.rsp, ebp: r.rbp, esi: r.rsi, edi: r.rdi,
+      eip: r.rip, eflags: r.rflags, cr0: s.cr0, cr3: s.cr3
     }
   }
 
@@ -435,7 +445,9 @@ export class ReplaySession {
       machine.log.nextSeq = target.seq
     }
     // The machine replaced is garbage once the new one is whole (until then a failed restore leaves the session as it was).
-    this.spareRam = (this.machine as StatefulMachine | undefined)?.ram
+    const replaced = this.machine as StatefulMachine | undefined
+    this.spareRam = replaced?.ram
+    this.spareVm = replaced?.vm instanceof Vm ? replaced.vm : undefined
     this.machine = machine
     this.nextCheckpoint = i + 1
     this.verified = seq
@@ -473,19 +485,21 @@ export class ReplaySession {
   private replayChunk(i: number, stop: number): void {
     const end = this.trace.index.chunkSeqs[i + 1] ?? this.eventCount
     // The passes' events stay in the log until the chunk is whole.
-    while (this.outcome === undefined && this.machine.log.nextSeq < end && this.machine.vcpu.instructionsRetired < stop) this.step(stop)
+    this.runPasses(end, stop)
     const produced = this.machine.log.drain()
-    const recorded = this.trace.packedChunk(i)
-    const whole = recorded !== undefined && produced.count > 0 && this.machine.log.nextSeq === end
-    if (whole && this.verifier !== undefined) {
-      // Checked later (replayToEnd): counted as verified, and the replay goes on.
+    const whole = produced.count > 0 && this.machine.log.nextSeq === end
+    if (whole && this.verifier !== undefined && this.trace.header.formatVersion === formatVersion) {
+      // Checked later (replayToEnd): counted as verified, and the replay goes on. The
+      // worker reads the recorded chunk from the file itself; one it cannot read is
+      // "different", and the in-thread recheck reads it again and says why.
       this.verified = end
-      const different = this.verifier.verify(i, produced, recorded)
+      const different = this.verifier.verify(i, produced, { at: this.trace.chunkFrameAt(i), read: () => this.trace.packedChunk(i) })
       if (different === undefined) this.check([])
       else this.recheck(different)
       return
     }
-    const same = whole && bytesEqual(packRawEvents(produced).bytes, recorded)
+    const recorded = this.trace.packedChunk(i)
+    const same = whole && recorded !== undefined && bytesEqual(packRawEvents(produced).bytes, recorded)
     const events = same ? [] : rawEvents(produced)
     releaseRawChunk(produced)
     if (same) this.verified = end
@@ -516,25 +530,45 @@ export class ReplaySession {
     while (this.outcome === undefined && this.machine.log.nextSeq < end) this.advance(Number.POSITIVE_INFINITY)
   }
 
-  /**
-   * One pass of the vCPU loop (kvm_cpu_exec), stopped at time `stop` or at the next
-   * recorded checkpoint, whichever comes first (KVM_SET_GUEST_DEBUG: the event stream
-   * does not see the stop). Its events stay in the log, not yet checked.
-   */
+  /** One pass of the vCPU loop (kvm_cpu_exec), not past time `stop`. Its events stay in the log, not yet checked. */
   private step(stop: number): void {
+    this.runPasses(Number.POSITIVE_INFINITY, stop, 1)
+  }
+
+  /**
+   * Passes of the vCPU loop (kvm_cpu_exec) until the log reaches event `end`, time
+   * reaches `stop`, the run ends or `passes` have run. The vCPU stops at `stop` or at the
+   * next recorded checkpoint, whichever comes first (KVM_SET_GUEST_DEBUG: the event
+   * stream does not see the stop), armed again only once reached. The events stay in the
+   * log, not yet checked.
+   */
+  private runPasses(end: number, stop: number, passes = Number.POSITIVE_INFINITY): void {
     const machine = this.machine
-    const checkpointTime = this.trace.index.checkpointTimes[this.nextCheckpoint]
-    const now = machine.vcpu.instructionsRetired
-    machine.vcpu.setGuestDebug({ stopAtInstructionsRetired: checkpointTime !== undefined && checkpointTime > now ? Math.min(stop, checkpointTime) : stop })
+    const vcpu = machine.vcpu
+    const log = machine.log
     this.atFirstMomentOf = undefined
-    let outcome: RunOutcome | undefined
+    let armed = -1
     try {
-      outcome = cpuExecOnce(machine)
-      if (outcome !== undefined) logRunEnd(machine, outcome)
+      for (let n = 0; n < passes && this.outcome === undefined && log.nextSeq < end && vcpu.instructionsRetired < stop; n++) {
+        if (vcpu.instructionsRetired >= armed) armed = this.armStop(stop)
+        const outcome = cpuExecOnce(machine)
+        if (outcome !== undefined) {
+          logRunEnd(machine, outcome)
+          this.outcome = outcome
+        }
+      }
     } catch (e) {
       throw new SessionError({ reason: `the model failed while replaying: ${e instanceof Error ? e.message : String(e)}` })
     }
-    this.outcome = outcome
+  }
+
+  /** Arms the stop at `stop` or at the next recorded checkpoint, whichever comes first; returns it. */
+  private armStop(stop: number): number {
+    const checkpointTime = this.trace.index.checkpointTimes[this.nextCheckpoint]
+    const now = this.machine.vcpu.instructionsRetired
+    const at = checkpointTime !== undefined && checkpointTime > now ? Math.min(stop, checkpointTime) : stop
+    this.machine.vcpu.setGuestDebug({ stopAtInstructionsRetired: at })
+    return at
   }
 
   /** Checks produced events, in order, then that a run that ended produced them all, then the state if it is at a checkpoint. */
@@ -570,9 +604,10 @@ export class ReplaySession {
     const j = this.nextCheckpoint
     if (j >= seqs.length || seqs[j] !== seq || times[j] !== this.machine.vcpu.instructionsRetired) return
     this.nextCheckpoint++
-    const recorded = checkpointRegisters(this.checkpoint(j))
+    // Only its registers are read, and it is not cached: a replay passes each checkpoint once.
+    const recorded = checkpointRegisters(this.checkpoints.get(j) ?? this.trace.checkpointPart(j, registerParts))
+    if (registerDifferences(recorded, this.registerSet()).length === 0) return
     const replay = this.machinePoint()
-    if (registerDifferences(recorded, replay.registers).length === 0) return
     const context = this.divergence(seq, undefined, undefined).context
     throw new ReplayDivergence({ index: seq, expected: undefined, actual: undefined, context, point: { atCheckpoint: j, replay, recorded, recordedFrom: `checkpoint ${j}` } })
   }

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import { FastCheck as fc } from "effect"
 import { EventLog } from "../../src/events/EventLog.ts"
-import { rawEvents, releaseRawChunk, takeWords } from "../../src/events/rawEvents.ts"
+import { LOG_WORDS, rawEvents, releaseRawChunk, takeWords } from "../../src/events/rawEvents.ts"
 import type { VmEvent } from "../../src/events/VmEvent.ts"
 
 const u32 = fc.nat({ max: 0xffffffff })
@@ -84,7 +84,8 @@ describe("the event log", () => {
 
   it("grows past its buffer without losing a record", () => {
     const log = new EventLog()
-    const n = 40_000
+    const n = 70_000 // nine words each: more than LOG_WORDS
+    expect(n * 9).toBeGreaterThan(LOG_WORDS)
     for (let i = 0; i < n; i++) log.pio(0, i, "out", 0x80, 1, i)
     const events = log.drainEvents()
     expect(events.length).toBe(n)
@@ -100,7 +101,8 @@ describe("the event log", () => {
   it("hands a full buffer over with its chunk and reuses it once given back; copies a small chunk", () => {
     const log = new EventLog()
     const fill = (time: number) => {
-      for (let i = 0; i < 20_000; i++) log.vmEntry(0, time, 0)
+      // Four words each: past a quarter of the buffer, which a drain hands over.
+      for (let i = 0; i < LOG_WORDS / 16 + 1; i++) log.vmEntry(0, time, 0)
       return log.drain()
     }
     const out = fill(0)

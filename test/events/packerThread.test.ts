@@ -11,7 +11,8 @@ import { decodeTrace } from "../../src/events/trace/codec.ts"
 import { packerThread, type PackerOptions } from "../../src/events/trace/packerThread.ts"
 import type { Checkpoint } from "../../src/events/trace/schema.ts"
 import { openSeekableTrace } from "../../src/events/trace/traceIndex.ts"
-import type { TraceWriteError } from "../../src/events/trace/errors.ts"
+import { TraceFrameTooLarge, type TraceWriteError } from "../../src/events/trace/errors.ts"
+import { maxPayloadBytes } from "../../src/events/trace/framing.ts"
 import { openTraceWriter, type TraceWriter } from "../../src/events/trace/writer.ts"
 import { header, sampleEvents } from "./traceFixtures.ts"
 
@@ -105,8 +106,9 @@ describe("packer thread", () => {
       expect(thread.ready).toBe(true)
       const before = thread.posted
       const threaded = tempPath()
+      // The process's thread is running: the recording hands it every chunk, from its first.
       const threadedSummary = yield* record(threaded, items, { startAfterChunks: 3, maxInFlight: 4 })
-      expect(thread.posted - before).toBe(40 - 2)
+      expect(thread.posted - before).toBe(40)
       expect(threadedSummary).toEqual(summary)
       expect(fs.readFileSync(threaded).equals(fs.readFileSync(reference))).toBe(true)
 
@@ -222,6 +224,35 @@ describe("packer thread", () => {
       expect(thread.deathReason).toMatch(/no reply/)
     }))
 
+  it.live("a checkpoint too large for a frame, encoded on the worker: TraceFrameTooLarge naming its frame", () =>
+    Effect.gen(function*() {
+      expect((yield* threadReady()).ready).toBe(true)
+      const file = tempPath()
+      const first = events(97, 0)
+      const results = yield* Effect.scoped(Effect.gen(function*() {
+        const writer = yield* openTraceWriter(file, header, { packer: { startAfterChunks: 1 } })
+        const results: Array<Exit.Exit<unknown, unknown>> = []
+        results.push(yield* Effect.exit(writer.writeRawChunk(rawChunkOf(first))))
+        const huge: Checkpoint = { kind: "checkpoint", seq: 97, time: first[96]!.time, sections: { ram: new Uint8Array(maxPayloadBytes + 1) } }
+        results.push(yield* Effect.exit(writer.writeCheckpoint(huge)))
+        results.push(yield* Effect.exit(writer.writeRawChunk(rawChunkOf(events(97, 97)))))
+        results.push(yield* Effect.exit(writer.close))
+        return results
+      }))
+      // Found on the worker, so reported by a later call (close at the latest), and by every call after it.
+      const firstFailure = results.findIndex(Exit.isFailure)
+      expect(firstFailure).toBeGreaterThanOrEqual(1)
+      for (const r of results.slice(firstFailure)) {
+        const error = Exit.isFailure(r) ? Cause.squash(r.cause) : undefined
+        expect(error).toBeInstanceOf(TraceFrameTooLarge)
+        // Frame 0 is the header, 1 the first chunk.
+        expect((error as TraceFrameTooLarge).message).toMatch(/^frame 2 would be \d+ bytes/)
+      }
+      // The chunk before it is in the file.
+      const index = yield* Effect.scoped(Effect.map(openSeekableTrace(file), (trace) => trace.index))
+      expect(index.eventCount).toBe(97)
+    }))
+
   it.live("a write error in the worker: TraceWriteError, then every later call fails", () =>
     Effect.gen(function*() {
       const entry = fixture("failingPackerWorker.mjs")
@@ -236,14 +267,14 @@ describe("packer thread", () => {
         return results
       }))
       const failures = results.map((r) => Exit.isFailure(r) ? String(Cause.squash(r.cause)) : "ok")
-      // Two chunks packed in-thread, then the worker's: the first failed reply fails a call, and every call after it.
+      // Every chunk went to the running worker: the first failed reply fails a call, and every call after it.
       const first = failures.findIndex((f) => f !== "ok")
-      expect(first).toBeGreaterThan(1)
+      expect(first).toBeGreaterThanOrEqual(0)
       expect(failures.slice(first).every((f) => /TraceIoError|ENOSPC|no space/.test(f))).toBe(true)
       expect(failures[first]).toMatch(/no space left/)
-      // The chunks before the failure are readable.
+      // What was written before the failure (the header) is still a readable trace.
       const index = yield* Effect.scoped(Effect.map(openSeekableTrace(file), (trace) => trace.index))
-      expect(index.eventCount).toBe(2 * 97)
+      expect(index.eventCount).toBe(0)
     }))
 
   it("the process exits once a recording is done (the worker is unref'd)", () => {

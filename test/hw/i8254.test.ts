@@ -51,6 +51,21 @@ describe("8254 clock", () => {
     expect(ticksAt(125_000_000, 3, PIT_HZ)).toBe(1_193_182)
   })
 
+  it("counts ticks exactly, in doubles or in BigInt", () => {
+    const exact = (now: number, shift: number) => Number(((BigInt(now) << BigInt(shift)) * BigInt(PIT_HZ)) / 1_000_000_000n)
+    fc.assert(
+      fc.property(fc.nat(10), fc.constantFrom(2 ** 53 / PIT_HZ, 2 ** 40, 2 ** 60), fc.double({ min: 0, max: 1, noNaN: true }), (shift, range, at) => {
+        // From 0 to past where the product leaves the safe integers, often just before a tick.
+        let now = Math.floor((range / 2 ** shift) * at)
+        if (at < 0.5) now = Math.max(0, Math.ceil((ticksAt(now, shift, PIT_HZ) * 1e9) / PIT_HZ / 2 ** shift) - 1)
+        expect(ticksAt(now, shift, PIT_HZ)).toBe(exact(now, shift))
+      }),
+      { numRuns: 2000 }
+    )
+    expect(Object.is(ticksAt(-0, 0, PIT_HZ), 0)).toBe(true)
+    expect(() => ticksAt(0.5, 0, PIT_HZ)).toThrow(RangeError)
+  })
+
   it("resets as QEMU does: every channel in mode 3 with count 65536, channel 0 already ticking", () => {
     const s = pitCreate(0)
     expect(s.channels.map((c) => [c.mode, c.count])).toEqual([[3, 65536], [3, 65536], [3, 65536]])

@@ -43,6 +43,28 @@ describe("KVM_GET_DIRTY_LOG", () => {
     expect(a.every((x) => x === 0xff)).toBe(true)
   })
 
+  it("fills the caller's bitmap when given one, as the ioctl does, and refuses one of the wrong size", () => {
+    const { slots, first } = setup(0)
+    const bitmap = new Uint8Array(Math.ceil(frames / 8)).fill(0xff)
+    slots.frameWrites[first + 9]++
+    expect(slots.getDirtyLog(3, bitmap)).toBe(bitmap)
+    expect(framesOf(bitmap)).toEqual([9])
+    expect(framesOf(slots.getDirtyLog(3, bitmap))).toEqual([])
+    expect(() => slots.getDirtyLog(3, new Uint8Array(bitmap.length + 1))).toThrow(RangeError)
+  })
+
+  it("names every page once after the EPT is replaced (a write to every frame)", () => {
+    const { slots, first } = setup(0)
+    slots.setEptEntries([[2, 1]])
+    slots.frameWrites[first + 9]++
+    const all = slots.getDirtyLog(3)
+    expect(framesOf(all)).toEqual(Array.from({ length: frames }, (_, i) => i))
+    expect(all.length).toBe(Math.ceil(frames / 8))
+    expect(framesOf(slots.getDirtyLog(3))).toEqual([])
+    slots.frameWrites[first + 9]++
+    expect(framesOf(slots.getDirtyLog(3))).toEqual([9])
+  })
+
   it("refuses a slot that does not log", () => {
     const slots = new Memslots()
     slots.setUserMemoryRegion({ slot: 0, guestPhysAddr: 0, memory: new Uint8Array(4096) })

@@ -18,15 +18,15 @@ const autoCheckpoints = (config: MachineConfig, image: Uint8Array) => {
   return { checkpoints, events }
 }
 
-// The policy's estimate of replay work (runMachine.ts): 5 ns an instruction, 80 ns an event, 8 ms between checkpoints.
+// The policy's estimate of replay work (runMachine.ts): 5 ns an instruction, 80 ns an event, 16 ms between checkpoints.
 const work = (instructions: number, events: number) => instructions * 5 + events * 80
-const BUDGET = 8_000_000
+const BUDGET = 16_000_000
 
 describe("automatic checkpoints", () => {
   it("on a guest that exits every other instruction: one at the first exit past the replay-work budget", () => {
-    const { config, image } = ioLoopGuest(150_000)
+    const { config, image } = ioLoopGuest(300_000)
     const { checkpoints, events } = autoCheckpoints(config, image)
-    expect(checkpoints.length).toBe(Math.floor(work(300_000, events) / BUDGET))
+    expect(checkpoints.length).toBe(Math.floor(work(600_000, events) / BUDGET))
     let before = { seq: 0, time: 0 }
     for (const c of checkpoints) {
       const since = work(c.time - before.time, c.seq - before.seq)
@@ -39,10 +39,10 @@ describe("automatic checkpoints", () => {
 
   it("in a loop that never exits: by the debug stop, every budget's worth of instructions", () => {
     // mov ecx, n; l: add eax, 1; loop l; hlt
-    const n = 2_000_000
+    const n = 4_000_000
     const image = Uint8Array.from([0xb9, ...le32(n), 0x83, 0xc0, 0x01, 0xe2, 0xfb, 0xf4])
     const config: MachineConfig = { memoryMiB: 16, loadAddress: 0x100000, entry: 0x100000, mode: "pm32", instructionLimit: 10_000_000 }
     const { checkpoints } = autoCheckpoints(config, image)
-    expect(checkpoints.map((c) => c.time)).toEqual([1_600_000, 3_200_000])
+    expect(checkpoints.map((c) => c.time)).toEqual([3_200_000, 6_400_000])
   })
 })

@@ -40,6 +40,7 @@ const scriptedLive = (script: ReadonlyArray<{ at: number; bytes: Uint8Array }>):
       return live.nextDelivery(now, room)
     },
     deliver: (now, room) => live.deliver(now, room),
+    paced: true,
     wallClock: () => live.wallClock()
   }
 }

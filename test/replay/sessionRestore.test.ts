@@ -16,7 +16,7 @@ import type { SeekableTrace } from "../../src/events/trace/traceIndex.ts"
 import type { VmEvent } from "../../src/events/VmEvent.ts"
 import { recordMachine } from "../../src/qemu/runMachine.ts"
 import { rawEvents } from "../../src/events/rawEvents.ts"
-import { ReplayDivergence, ReplayTraceDamaged } from "../../src/replay/divergence.ts"
+import { checkpointRegisters, registerParts, ReplayDivergence, ReplayTraceDamaged } from "../../src/replay/divergence.ts"
 import { ReplaySession } from "../../src/replay/session.ts"
 import { le32, pm32Config, SCRATCH } from "../support/programs.ts"
 import { openTraceBytes } from "../support/recordTrace.ts"
@@ -107,6 +107,52 @@ describe("a whole replay in a session", () => {
     expect(error).toBeInstanceOf(ReplayDivergence)
     expect((error as ReplayDivergence).point?.atCheckpoint).toBe(3)
     expect((error as ReplayDivergence).index).toBe(tampered.index.checkpointSeqs[3])
+  })
+
+  it("reads a checkpoint's registers as a restore reads them, and stops at a damaged checkpoint with the error a restore gives", () => {
+    const image = pageWriter(40)
+    const bytes = recordTrace(image, 25)
+    const trace = open(bytes)
+    const { checkpointOffsets, checkpointSeqs } = trace.index
+    expect(checkpointOffsets.length).toBeGreaterThan(3)
+    for (let i = 0; i < checkpointOffsets.length; i++) {
+      const whole = trace.checkpoint(i)
+      const part = trace.checkpointPart(i, registerParts)
+      expect(part).not.toEqual(whole)
+      expect(checkpointRegisters(part)).toEqual(checkpointRegisters(whole))
+      expect(Object.keys(checkpointRegisters(part))).toHaveLength(12)
+    }
+    const restoreError = (damaged: SeekableTrace) => {
+      try {
+        damaged.checkpoint(2)
+      } catch (e) {
+        return e
+      }
+      return expect.fail("a damaged checkpoint decoded")
+    }
+    // A byte of checkpoint 2's cpu section changed (its checksum fails), then checkpoints not of the schema's shape.
+    const flipped = Uint8Array.from(bytes)
+    flipped[Buffer.from(bytes).indexOf("rax", checkpointOffsets[2])] ^= 0xff
+    const reshaped = (change: (c: Checkpoint) => unknown) =>
+      open(recordTrace(image, 25, { checkpoint: (c, i) => (i === 2 ? change(c) as Checkpoint : c) }))
+    const damagedTraces = [
+      [open(flipped), /checksum mismatch/],
+      [reshaped((c) => ({ ...c, kind: "check" })), /payload does not decode: kind: /],
+      [reshaped((c) => ({ ...c, sections: 5 })), /payload does not decode: sections: /]
+    ] as const
+    for (const [damaged, reason] of damagedTraces) {
+      const expected = restoreError(damaged)
+      expect((expected as Error).message).toMatch(reason)
+      expect(() => damaged.checkpointPart(2, registerParts)).toThrow(expected as Error)
+      try {
+        new ReplaySession(damaged).replayToEnd()
+        expect.fail("a damaged checkpoint replayed")
+      } catch (e) {
+        expect(e).toBeInstanceOf(ReplayTraceDamaged)
+        expect((e as ReplayTraceDamaged).cause).toEqual(expected)
+        expect((e as ReplayTraceDamaged).verified).toBe(checkpointSeqs[2])
+      }
+    }
   })
 
   it("finds a changed event inside any chunk, with both events", () => {

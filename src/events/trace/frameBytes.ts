@@ -1,5 +1,5 @@
 import { crc32 } from "node:zlib"
-import { Packr } from "msgpackr"
+import { Packr, RESET_BUFFER_MODE } from "msgpackr"
 
 /**
  * The bytes of a `.vmrr` file's frames, with nothing of Effect in them: the packer thread
@@ -21,7 +21,9 @@ export const packr = new Packr({ useRecords: false })
  * caller says which frame, as `encodeFrame` does with TraceFrameTooLarge).
  */
 export const frameOf = (value: unknown): Uint8Array | number => {
-  const payload = packr.pack(value)
+  // Each payload from the start of msgpackr's buffer: it is copied out below, and carrying
+  // on after the last one would make msgpackr allocate a new buffer every few frames.
+  const payload = packr.pack(value, RESET_BUFFER_MODE)
   if (payload.length > maxPayloadBytes) return payload.length
   // Copy out at once: msgpackr reuses its output buffer across calls.
   const frame = new Uint8Array(frameHeadBytes + payload.length)

@@ -20,6 +20,8 @@ export const encodeFrame = (value: unknown, frameIndex: number): Uint8Array => {
 /** Random access to a trace's bytes: memory or an open file. */
 export interface ByteSource {
   readonly size: number
+  /** The file's descriptor when the bytes are a file's: another thread can read them itself (positional reads). */
+  readonly fd?: number
   /** Up to `length` bytes from `offset`; fewer only at the end of the data. May throw on I/O failure. */
   read(offset: number, length: number): Uint8Array
 }

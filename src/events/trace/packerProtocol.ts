@@ -1,5 +1,6 @@
 import type { KindLayout } from "../eventLayouts.ts"
 import type { RawChunk } from "../rawEvents.ts"
+import type { Checkpoint } from "./schema.ts"
 
 /**
  * The messages between a writer (packerThread.ts) and the packer thread
@@ -12,12 +13,16 @@ export type PackRequest =
   | { readonly _tag: "Open"; readonly file: number; readonly fd: number; readonly position: number }
   /** Pack, frame and write a raw chunk. */
   | { readonly _tag: "Chunk"; readonly id: number; readonly file: number } & RawChunk
-  /** Write a frame the writer encoded (a checkpoint). */
+  /** Write a frame the writer encoded (a checkpoint that could not be posted as it is). */
   | { readonly _tag: "Frame"; readonly id: number; readonly file: number; readonly frame: Uint8Array }
+  /** Encode and write a checkpoint's frame (a copy: posting clones it, in native code, cheaper than encoding it). */
+  | { readonly _tag: "Checkpoint"; readonly id: number; readonly file: number; readonly checkpoint: Checkpoint }
   /** The writer is done with `file`: no more requests for it. */
   | { readonly _tag: "Close"; readonly file: number }
   /** A replay's check (RawChunkVerifier): does the raw chunk pack to `expected`? Nothing is written. */
   | { readonly _tag: "Verify"; readonly id: number; readonly expected: Uint8Array } & RawChunk
+  /** The same, the recorded bytes being the events frame at `offset` in the trace file `fd` (read and checked there). */
+  | { readonly _tag: "VerifyAt"; readonly id: number; readonly fd: number; readonly offset: number } & RawChunk
 
 export type PackReply =
   /** Written: `length` bytes at the file's next offset. For a chunk, what the index needs of it. */

@@ -19,22 +19,24 @@ import { hostInputTags } from "../VmEvent.ts"
  * descriptor), while the writer stays synchronous: `writeRawChunk` posts the chunk,
  * takes the replies that have come (each frame's length and what the index needs), in
  * order, and blocks (`Atomics.wait` on a shared counter the worker bumps after each
- * reply) only when more than `maxInFlight` chunks are out.
+ * reply) only when more than `maxInFlight` chunks are out. Checkpoints are posted as
+ * they are and encoded there too. The port is read only when that counter has moved.
  *
  * A short recording never waits for the worker: starting one (with tsx's loader) takes a
  * few hundred milliseconds, so a recording packs in-thread until it has written
  * `startAfterChunks` chunks, then asks for the process's worker (started once, lazily,
- * `unref`ed, shared by every recording after) and keeps packing in-thread until the
- * worker says it is ready. A worker that fails to start, dies or stalls is given up for
- * the process: the chunks it held are packed and written in-thread, at the offsets the
- * replies so far give, from the chunk the writer keeps (a dead worker's partial frame is
- * overwritten, and anything past the last frame truncated).
+ * `unref`ed, shared by every recording after, which use it from their first chunk) and
+ * keeps packing in-thread until the worker says it is ready. A worker that fails to
+ * start, dies or stalls is given up for the process: the chunks it held are packed and
+ * written in-thread, at the offsets the replies so far give, from the chunk the writer
+ * keeps (a dead worker's partial frame is overwritten, and anything past the last frame
+ * truncated).
  */
 
 export interface PackerOptions {
   /** false: always pack in-thread. */
   readonly enabled?: boolean
-  /** Chunks a recording packs in-thread before it asks for the worker. Default 16. */
+  /** Chunks a recording packs in-thread before it starts the process's worker; one already started is used at once. Default 16. */
   readonly startAfterChunks?: number
   /** Chunks handed to the worker and not yet written, at most: past it `write` blocks. Default 32. */
   readonly maxInFlight?: number
@@ -69,6 +71,8 @@ export class PackerThread {
   private readonly forgotten = new Set<number>()
   private nextId = 0
   private nextFile = 0
+  /** The results counter when the port was last read: replies are looked for only once it moves. */
+  private resultsRead = 0
   /** Chunks handed to the worker so far (tests and benchmarks look). */
   posted = 0
   /** Milliseconds writers have spent blocked waiting for replies (benchmarks look). */
@@ -131,19 +135,33 @@ export class PackerThread {
   }
 
   /**
-   * Hands the worker a replayed chunk to pack and compare with `expected` (copied: the
-   * caller's bytes stay its own); its Verified reply comes under the id. The chunk must
-   * not change until the reply is in. Throws if the chunk cannot be posted.
+   * Hands the worker a replayed chunk to pack and compare with the recorded bytes: given
+   * (copied: the caller's bytes stay its own), or the events frame the worker reads from
+   * the trace file itself; its Verified reply comes under the id. The chunk must not
+   * change until the reply is in. Throws if the chunk cannot be posted.
    */
-  postVerify(chunk: RawChunk, expected: Uint8Array): number {
+  postVerify(chunk: RawChunk, recorded: Uint8Array | FrameAt): number {
     const id = this.nextId++
     const words = chunk.words
     const shared = words.buffer instanceof SharedArrayBuffer
     const sent = shared ? words : words.slice()
-    const bytes = expected.slice()
-    const request: PackRequest = { _tag: "Verify", id, firstSeq: chunk.firstSeq, count: chunk.count, words: sent, objects: chunk.objects, expected: bytes }
-    this.port.postMessage(request, shared ? [bytes.buffer as ArrayBuffer] : [sent.buffer as ArrayBuffer, bytes.buffer as ArrayBuffer])
+    const transfer: Array<ArrayBuffer> = shared ? [] : [sent.buffer as ArrayBuffer]
+    const fields = { id, firstSeq: chunk.firstSeq, count: chunk.count, words: sent, objects: chunk.objects }
+    let request: PackRequest
+    if (recorded instanceof Uint8Array) {
+      const expected = recorded.slice()
+      transfer.push(expected.buffer as ArrayBuffer)
+      request = { _tag: "Verify", ...fields, expected }
+    } else request = { _tag: "VerifyAt", ...fields, fd: recorded.fd, offset: recorded.offset }
+    this.port.postMessage(request, transfer)
     this.posted++
+    return id
+  }
+
+  /** Hands the worker a checkpoint to encode and write for `file`. Throws if it cannot be posted (cloned). */
+  postCheckpoint(file: number, checkpoint: Checkpoint): number {
+    const id = this.nextId++
+    this.port.postMessage({ _tag: "Checkpoint", id, file, checkpoint } satisfies PackRequest)
     return id
   }
 
@@ -201,6 +219,10 @@ export class PackerThread {
 
   private poll(): void {
     if (this.dead) return
+    // Reading an empty port costs microseconds; the counter is bumped after each reply is posted.
+    const results = Atomics.load(this.flags, flagResults)
+    if (results === this.resultsRead) return
+    this.resultsRead = results
     for (;;) {
       const received = receiveMessageOnPort(this.port)
       if (received === undefined) return
@@ -223,6 +245,9 @@ export class PackerThread {
 
 const threads = new Map<string, PackerThread>()
 
+/** Whether the process has started its packer thread for `entry` (and not given it up). */
+const started = (entry: string | URL): boolean => threads.get(String(entry))?.dead === false
+
 /** The process's packer thread for `entry`, started on first use. */
 export const packerThread = (entry: string | URL = defaultEntry): PackerThread => {
   const key = String(entry)
@@ -235,7 +260,7 @@ export const packerThread = (entry: string | URL = defaultEntry): PackerThread =
 }
 
 /** The ids of the queued requests from `head` on that went to the worker. */
-const workerIds = (queue: ReadonlyArray<{ readonly id: number | undefined } | undefined>, head: number): Array<number> => {
+const workerIds = (queue: ReadonlyArray<{ readonly id?: number | undefined } | undefined>, head: number): Array<number> => {
   const ids: Array<number> = []
   for (let i = head; i < queue.length; i++) {
     const id = queue[i]!.id
@@ -301,7 +326,7 @@ export class RawChunkPacker {
   writeRawChunk(chunk: RawChunk): void {
     if (this.broken !== undefined) throw this.broken
     if (chunk.count === 0) return
-    if (this.enabled && ++this.chunksSeen >= this.startAfterChunks && this.thread === undefined) {
+    if (this.enabled && this.thread === undefined && (++this.chunksSeen >= this.startAfterChunks || started(this.entry))) {
       this.thread = packerThread(this.entry)
     }
     if (this.attach()) {
@@ -325,9 +350,15 @@ export class RawChunkPacker {
   writeCheckpoint(checkpoint: Checkpoint): void {
     if (this.broken !== undefined) throw this.broken
     if (this.threaded) {
-      // Its bytes now (the index is updated when the worker has written it, in its turn).
-      const frame = encodeFrame(checkpoint, this.encoder.nextFrame + this.pending)
-      this.queue.push({ _tag: "Checkpoint", checkpoint, id: this.thread!.postFrame(this.file!, frame) })
+      // Encoded there (the index is updated when the worker has written it, in its turn).
+      let id: number
+      try {
+        id = this.thread!.postCheckpoint(this.file!, checkpoint)
+      } catch {
+        // Not cloneable: its bytes here.
+        id = this.thread!.postFrame(this.file!, encodeFrame(checkpoint, this.encoder.nextFrame + this.pending))
+      }
+      this.queue.push({ _tag: "Checkpoint", checkpoint, id })
       this.pump(this.maxInFlight)
     } else if (this.pending === 0) {
       this.writeHere(this.encoder.checkpoint(checkpoint))
@@ -434,9 +465,9 @@ export class RawChunkPacker {
 export interface VerifierOptions {
   /** false: always verify in-thread. */
   readonly enabled?: boolean
-  /** Chunks a replay verifies in-thread before it asks for the worker. Default 16. */
+  /** Chunks a replay verifies in-thread before it starts the process's worker; one already started is used at once. Default 16. */
   readonly startAfterChunks?: number
-  /** Chunks handed to the worker whose results are not taken yet, at most: past it `verify` blocks. Default 16. */
+  /** Chunks handed to the worker whose results are not taken yet, at most: past it `verify` checks the chunk itself. Default 16. */
   readonly maxInFlight?: number
   /** The worker's entry module; tests point it elsewhere. Default packerWorker.mjs next to this file. */
   readonly workerEntry?: string | URL
@@ -444,11 +475,38 @@ export interface VerifierOptions {
   readonly stallMs?: number
 }
 
-interface PendingCheck {
-  readonly key: number
-  readonly chunk: RawChunk
-  readonly expected: Uint8Array
-  readonly id: number | undefined
+/** An events frame in a trace file. */
+export interface FrameAt {
+  readonly fd: number
+  readonly offset: number
+}
+
+/** The recorded bytes a replayed chunk is checked against. */
+export interface RecordedChunkBytes {
+  /** Where the worker reads them itself, when the trace is a file: nothing to read or copy on the replay's thread. */
+  readonly at: FrameAt | undefined
+  /** Reads them in this thread; undefined (or a throw) when they are not a packed chunk's. */
+  readonly read: () => Uint8Array | undefined
+}
+
+type PendingCheck =
+  /** Handed to the worker: its result comes under `id`. */
+  | { readonly key: number; readonly chunk: RawChunk; readonly recorded: RecordedChunkBytes; readonly id: number }
+  /** Checked in this thread when it came. */
+  | { readonly key: number; readonly same: boolean; readonly id?: undefined }
+
+/**
+ * The check in this thread. Recorded bytes that cannot be read are "different": the
+ * replay then reads the chunk again in-thread, which reports what is wrong with it.
+ */
+const packsToHere = (chunk: RawChunk, recorded: RecordedChunkBytes): boolean => {
+  let expected: Uint8Array | undefined
+  try {
+    expected = recorded.read()
+  } catch {
+    return false
+  }
+  return expected !== undefined && packsTo(packedCodec, chunk, expected)
 }
 
 /**
@@ -460,15 +518,18 @@ interface PendingCheck {
  * (`releaseRawChunk`) once its result is in.
  *
  * As a recording does, a replay verifies in-thread until it has seen `startAfterChunks`
- * chunks, then asks for the process's worker and goes on in-thread until it is ready; a
- * worker that dies or stalls is given up, and the chunks it held are verified in-thread
- * (from the chunks, which are kept until then): the results are the same, only later.
+ * chunks (or at once, when it has at least that many to go), then asks for the process's
+ * worker and goes on in-thread until it is ready; a worker that dies or stalls is given
+ * up, and the chunks it held are verified in-thread (from the chunks, which are kept
+ * until then): the results are the same, only later.
  */
 export class RawChunkVerifier {
   private readonly queue: Array<PendingCheck | undefined> = []
   private head = 0
   private chunksSeen = 0
   private thread: PackerThread | undefined
+  /** Chunks with the worker whose results are not taken yet. */
+  private inFlight = 0
   /** Results the worker gave (tests look). */
   threaded = 0
   private readonly enabled: boolean
@@ -477,12 +538,14 @@ export class RawChunkVerifier {
   private readonly entry: string | URL
   private readonly stallMs: number
 
-  constructor(options: VerifierOptions = {}) {
+  /** `chunks`: how many the replay will hand in, if known; at least `startAfterChunks` starts the worker now, to be ready sooner. */
+  constructor(options: VerifierOptions = {}, chunks = 0) {
     this.enabled = options.enabled ?? true
     this.startAfterChunks = options.startAfterChunks ?? 16
     this.maxInFlight = Math.max(1, options.maxInFlight ?? 16)
     this.entry = options.workerEntry ?? defaultEntry
     this.stallMs = options.stallMs ?? 30_000
+    if (this.enabled && chunks >= this.startAfterChunks) this.thread = packerThread(this.entry)
   }
 
   /** Chunks whose results are not taken yet. */
@@ -491,24 +554,36 @@ export class RawChunkVerifier {
   }
 
   /**
-   * Checks (now or later) that `chunk` packs to `expected`, which must not change until
-   * then (the chunk neither). Returns the key of the first chunk found different, if one is.
+   * Checks (now or later) that `chunk` packs to the `recorded` bytes, which must not
+   * change until then (the chunk neither). Returns the key of the first chunk found
+   * different, if one is.
    */
-  verify(key: number, chunk: RawChunk, expected: Uint8Array): number | undefined {
-    if (this.enabled && ++this.chunksSeen >= this.startAfterChunks && this.thread === undefined) {
+  verify(key: number, chunk: RawChunk, recorded: RecordedChunkBytes): number | undefined {
+    if (this.enabled && this.thread === undefined && (++this.chunksSeen >= this.startAfterChunks || started(this.entry))) {
       this.thread = packerThread(this.entry)
     }
     const thread = this.thread
     let id: number | undefined
-    if (thread !== undefined && !thread.dead && thread.ready) {
+    // Results that are in first: the room they free goes to this chunk.
+    const different = this.pump(Number.POSITIVE_INFINITY)
+    if (thread !== undefined && !thread.dead && thread.ready && this.inFlight < this.maxInFlight) {
       try {
-        id = thread.postVerify(chunk, expected)
+        const bytes = recorded.at ?? recorded.read()
+        if (bytes !== undefined) id = thread.postVerify(chunk, bytes)
       } catch {
-        // Not postable (an object the worker cannot receive): verified here in its turn.
+        // Not postable (an object the worker cannot receive) or not readable: checked here.
       }
     }
-    this.queue.push({ key, chunk, expected, id })
-    return this.pump(id === undefined ? 0 : this.maxInFlight)
+    if (id === undefined) {
+      // No worker yet, or one with enough to do (a cold one packs slower than a replay
+      // runs): the replay checks the chunk itself rather than wait.
+      this.queue.push({ key, same: packsToHere(chunk, recorded) })
+      releaseRawChunk(chunk)
+    } else {
+      this.inFlight++
+      this.queue.push({ key, chunk, recorded, id })
+    }
+    return different ?? this.pump(Number.POSITIVE_INFINITY)
   }
 
   /** Every result, waiting for the worker as long as it takes: the key of the first chunk found different, if one is. */
@@ -521,32 +596,34 @@ export class RawChunkVerifier {
     this.thread?.forget(workerIds(this.queue, this.head))
     this.queue.length = 0
     this.head = 0
+    this.inFlight = 0
   }
 
-  /** Takes results in order while they are in; waits for the head's while more than `limit` are pending. */
+  /** Takes results in order while they are in; waits for the head's while more than `limit` are with the worker. */
   private pump(limit: number): number | undefined {
     while (this.head < this.queue.length) {
       const p = this.queue[this.head]!
-      const thread = this.thread
       let same: boolean
-      if (p.id === undefined || thread === undefined || thread.dead) same = packsTo(packedCodec, p.chunk, p.expected)
+      if ("same" in p) same = p.same
       else {
+        const thread = this.thread!
         let reply = thread.take(p.id)
         if (reply === undefined && !thread.dead) {
-          if (this.pending <= limit) return undefined
+          if (this.inFlight <= limit) return undefined
           reply = thread.wait(p.id, this.stallMs)
         }
         if (reply?._tag === "Verified") {
           same = reply.same
           this.threaded++
-        } else same = packsTo(packedCodec, p.chunk, p.expected)
+        } else same = packsToHere(p.chunk, p.recorded)
+        this.inFlight--
+        releaseRawChunk(p.chunk)
       }
       this.queue[this.head++] = undefined
       if (this.head === this.queue.length) {
         this.queue.length = 0
         this.head = 0
       }
-      releaseRawChunk(p.chunk)
       if (!same) return p.key
     }
     return undefined

@@ -27,6 +27,7 @@ export interface OpenTrace {
 
 export const fileSource = (fd: number, size: number): ByteSource => ({
   size,
+  fd,
   read: (offset, length) => {
     const buffer = new Uint8Array(Math.max(0, Math.min(length, size - offset)))
     let filled = 0

@@ -1,3 +1,4 @@
+import { crc32 } from "node:zlib"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as ParseResult from "effect/ParseResult"
@@ -7,6 +8,7 @@ import type { VmEvent } from "../VmEvent.ts"
 import { decodeEventChunk, TraceDecoder, type TraceIndexBuilder } from "./codec.ts"
 import { ioError, TraceCorrupt, type TraceError } from "./errors.ts"
 import { type ByteSource, frameHeadBytes, magic, maxPayloadBytes, readFrame } from "./framing.ts"
+import { type PruneShape, unpackPruned } from "./prunedUnpack.ts"
 import { fileSource, openFile } from "./reader.ts"
 import { Checkpoint, TraceEnd, type TraceHeader } from "./schema.ts"
 
@@ -184,9 +186,40 @@ export class SeekableTrace {
     return value.kind === "events" && value.firstSeq === this.index.chunkSeqs[i] && value.packed instanceof Uint8Array ? value.packed : undefined
   }
 
+  /** Where chunk `i`'s frame is, when the trace is a file: for the packer thread to read it itself (verifyPacked.ts). */
+  chunkFrameAt(i: number): { readonly fd: number; readonly offset: number; readonly firstSeq: number } | undefined {
+    const fd = this.source.fd
+    return fd === undefined ? undefined : { fd, offset: this.index.chunkOffsets[i]!, firstSeq: this.index.chunkSeqs[i]! }
+  }
+
   /** Checkpoint `i` (in index order). */
   checkpoint(i: number): Checkpoint {
     return this.decoded(this.index.checkpointOffsets[i]!, decodeCheckpoint)
+  }
+
+  /**
+   * Checkpoint `i` with, of its sections, only the parts `sections` names (see
+   * `unpackPruned`): for a reader of a few fields, such as a replay comparing the registers
+   * at every checkpoint it passes, for whom unpacking and decoding the whole frame costs
+   * more than the rest of its work there. The frame is checked as `checkpoint(i)` checks it,
+   * with the same errors: one not read here (damaged, not of the schema's shape, or not
+   * read by `unpackPruned`) is read by `checkpoint(i)`, whose value has the same parts.
+   */
+  checkpointPart(i: number, sections: PruneShape): Checkpoint {
+    const offset = this.index.checkpointOffsets[i]!
+    const head = this.source.read(offset, frameHeadBytes)
+    const view = new DataView(head.buffer, head.byteOffset, head.byteLength)
+    const length = head.length === frameHeadBytes ? view.getUint32(0, true) : 0
+    const payload = length > 0 && length <= maxPayloadBytes ? this.source.read(offset + frameHeadBytes, length) : undefined
+    if (payload?.length === length && crc32(payload) === view.getUint32(4, true)) {
+      const part = unpackPruned(payload, { kind: true, seq: true, time: true, sections })?.value as Partial<Record<keyof Checkpoint, unknown>> | undefined
+      const count = (n: unknown) => Number.isSafeInteger(n) && (n as number) >= 0
+      // What the schema accepts, checked without its cost.
+      if (part?.kind === "checkpoint" && count(part.seq) && count(part.time) && typeof part.sections === "object" && part.sections !== null) {
+        return part as Checkpoint
+      }
+    }
+    return this.checkpoint(i)
   }
 
   /** The chunk holding event `seq`, or -1 when the trace has no such event. */

@@ -11,8 +11,9 @@
  * the immediates with their sizes; a disassembler prints from these fields (the
  * mnemonic follows from the opcode, with the ModRM reg field for the group opcodes
  * and the prefixes for the string and size-dependent forms). Instruction
- * objects are preallocated (one per slot of the CPU's decoded-instruction cache, one
- * scratch) and decoded into again and again: nothing is allocated per instruction.
+ * objects are made once (one per slot of the CPU's decoded-instruction cache, at the
+ * slot's first use, and one scratch) and decoded into again and again: nothing is
+ * allocated per instruction.
  *
  * Which operands an opcode has is one table per map ({@link ONE_BYTE}, {@link TWO_BYTE}).
  */

@@ -20,16 +20,19 @@ export abstract class InstructionFetch extends Addressing {
   protected readonly codeWrites: Uint32Array | undefined = this.mem.codeGranules === undefined ? undefined : this.mem.codeWrites
   /** Per guest frame, the 128-byte pieces holding cached code: the memory watches writes to them. */
   private readonly codeGranules: Uint32Array = this.mem.codeGranules ?? new Uint32Array(0)
-  /** The decoded-instruction cache, direct-mapped (empty without codeWrites). */
-  protected readonly cache: Instruction[] =
-    this.codeWrites === undefined ? [] : Array.from({ length: CACHE_SLOTS }, () => new Instruction())
+  /**
+   * The decoded-instruction cache, direct-mapped (empty without codeWrites). A slot's
+   * instruction is made at its first use: a vCPU a restore builds for a short replay
+   * uses few of them.
+   */
+  private readonly cache: Array<Instruction | undefined> = new Array<Instruction | undefined>(this.codeWrites === undefined ? 0 : CACHE_SLOTS).fill(undefined)
 
   /** A code byte the block compiler reads ahead, in a frame already fetched from (so without EPT side effects). */
   private readonly readCode = (physical: number): number => this.mem.fetch8(physical)
 
   /** Forgets every decoded instruction (and its block): guest memory or state was replaced from outside. */
   dropDecodedInstructions(): void {
-    for (const d of this.cache) d.mode = -1
+    for (const d of this.cache) if (d !== undefined) d.mode = -1
   }
 
   /**
@@ -70,7 +73,8 @@ export abstract class InstructionFetch extends Addressing {
     }
     const linear = (this.segBase[Seg.CS] + start) >>> 0
     const pa = (this.cr0 & CR0_PG) === 0 ? linear : this.translate(linear, this.userAccess)
-    const d = this.cache[(pa ^ (pa >>> 13)) & (CACHE_SLOTS - 1)]
+    const slot = (pa ^ (pa >>> 13)) & (CACHE_SLOTS - 1)
+    const d = this.cache[slot] ?? (this.cache[slot] = new Instruction())
     const mode = code32 ? 1 : 0
     const codeVersion = writes[pa >>> 12]
     if (d.physical === pa && d.mode === mode && d.writes === codeVersion && start + d.length - 1 <= limit) {
