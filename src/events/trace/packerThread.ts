@@ -22,21 +22,21 @@ import { hostInputTags } from "../VmEvent.ts"
  * reply) only when more than `maxInFlight` chunks are out. Checkpoints are posted as
  * they are and encoded there too. The port is read only when that counter has moved.
  *
- * A short recording never waits for the worker: starting one (with tsx's loader) takes a
- * few hundred milliseconds, so a recording packs in-thread until it has written
- * `startAfterChunks` chunks, then asks for the process's worker (started once, lazily,
- * `unref`ed, shared by every recording after, which use it from their first chunk) and
- * keeps packing in-thread until the worker says it is ready. A worker that fails to
- * start, dies or stalls is given up for the process: the chunks it held are packed and
- * written in-thread, at the offsets the replies so far give, from the chunk the writer
- * keeps (a dead worker's partial frame is overwritten, and anything past the last frame
- * truncated).
+ * A short recording never waits for the worker, nor starts one: a recording packs
+ * in-thread until it has written `startAfterChunks` chunks, then asks for the process's
+ * worker (started once, lazily, `unref`ed, shared by every recording after, which use it
+ * from their first chunk; it runs a bundle, packerWorkerBundle.ts, and starts in some
+ * tens of milliseconds) and keeps packing in-thread until the worker says it is ready. A
+ * worker that fails to start, dies or stalls is given up for the process: the chunks it
+ * held are packed and written in-thread, at the offsets the replies so far give, from the
+ * chunk the writer keeps (a dead worker's partial frame is overwritten, and anything past
+ * the last frame truncated).
  */
 
 export interface PackerOptions {
   /** false: always pack in-thread. */
   readonly enabled?: boolean
-  /** Chunks a recording packs in-thread before it starts the process's worker; one already started is used at once. Default 16. */
+  /** Chunks a recording packs in-thread before it starts the process's worker; one already started is used at once. Default 4. */
   readonly startAfterChunks?: number
   /** Chunks handed to the worker and not yet written, at most: past it `write` blocks. Default 32. */
   readonly maxInFlight?: number
@@ -47,7 +47,7 @@ export interface PackerOptions {
    * error) rather than packed in-thread. Default false.
    */
   readonly transfer?: boolean
-  /** The worker's entry module; tests point it elsewhere. Default packerWorker.mjs next to this file. */
+  /** The worker's entry module; tests point it elsewhere. Default the bundle of packerWorker.ts next to this file (packerWorkerBundle.ts). */
   readonly workerEntry?: string | URL
   /** How long a blocked `write` waits without any reply before it gives the worker up. Default 30 s. */
   readonly stallMs?: number
@@ -59,7 +59,7 @@ export interface PackerOptions {
   readonly onChunkWritten?: (chunk: RawChunk) => void
 }
 
-const defaultEntry = new URL("./packerWorker.mjs", import.meta.url)
+const defaultEntry = new URL("./packerWorker.bundle.mjs", import.meta.url)
 
 /** One worker thread, shared by every recording of the process that uses its entry. */
 export class PackerThread {
@@ -88,7 +88,7 @@ export class PackerThread {
     try {
       // The thread builds its packer from these (packerWorker.ts), without the schemas and Effect.
       const tables: PackerTables = { layouts: portableLayouts(), hostInputTags: [...hostInputTags] }
-      // No inherited flags: the entry registers its own loader, and a --trace-gc or --cpu-prof is for the process's own thread.
+      // No inherited flags: the entry is plain JavaScript (a test's may register a loader), and a --trace-gc or --cpu-prof is for the process's own thread.
       worker = new Worker(entry, { workerData: { port: port2, flags: this.flags, tables }, transferList: [port2], execArgv: [] })
       worker.unref()
       worker.on("error", (e) => this.die(`error: ${e instanceof Error ? e.message : String(e)}`))
@@ -305,7 +305,7 @@ export class RawChunkPacker {
     options: PackerOptions = {}
   ) {
     this.enabled = options.enabled ?? true
-    this.startAfterChunks = options.startAfterChunks ?? 16
+    this.startAfterChunks = options.startAfterChunks ?? 4
     this.maxInFlight = Math.max(1, options.maxInFlight ?? 32)
     this.transfer = options.transfer ?? false
     this.entry = options.workerEntry ?? defaultEntry
@@ -465,11 +465,11 @@ export class RawChunkPacker {
 export interface VerifierOptions {
   /** false: always verify in-thread. */
   readonly enabled?: boolean
-  /** Chunks a replay verifies in-thread before it starts the process's worker; one already started is used at once. Default 16. */
+  /** Chunks a replay verifies in-thread before it starts the process's worker; one already started is used at once. Default 4. */
   readonly startAfterChunks?: number
   /** Chunks handed to the worker whose results are not taken yet, at most: past it `verify` checks the chunk itself. Default 16. */
   readonly maxInFlight?: number
-  /** The worker's entry module; tests point it elsewhere. Default packerWorker.mjs next to this file. */
+  /** The worker's entry module; tests point it elsewhere. Default the bundle of packerWorker.ts next to this file (packerWorkerBundle.ts). */
   readonly workerEntry?: string | URL
   /** How long a blocked `verify` waits without any reply before it gives the worker up. Default 30 s. */
   readonly stallMs?: number
@@ -541,7 +541,7 @@ export class RawChunkVerifier {
   /** `chunks`: how many the replay will hand in, if known; at least `startAfterChunks` starts the worker now, to be ready sooner. */
   constructor(options: VerifierOptions = {}, chunks = 0) {
     this.enabled = options.enabled ?? true
-    this.startAfterChunks = options.startAfterChunks ?? 16
+    this.startAfterChunks = options.startAfterChunks ?? 4
     this.maxInFlight = Math.max(1, options.maxInFlight ?? 16)
     this.entry = options.workerEntry ?? defaultEntry
     this.stallMs = options.stallMs ?? 30_000
