@@ -104,9 +104,9 @@ export class VcpuInterrupts {
   /** The in-kernel LAPIC (kernel and split irqchip), else undefined; as KVM_GET_LAPIC reads it. */
   get lapic(): LapicState | undefined {
     const s = this.lapicState
-    // Before the deadline: no expiry, only the clock moves on.
-    if (s !== undefined) this.lapicState = lapicAdvance(s, this.timersAt)
-    return this.lapicState
+    // Before the deadline: no expiry, only the clock moves on. Not stored: a checkpoint's
+    // read leaves the vCPU as it was (a copy of another shape stored there slowed every VM entry after).
+    return s === undefined ? undefined : lapicAdvance(s, this.timersAt)
   }
 
   /** KVM_SET_LAPIC: the state stands as given until the next VM entry advances it. */
