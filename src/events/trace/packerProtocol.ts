@@ -21,8 +21,8 @@ export type PackRequest =
   | { readonly _tag: "Close"; readonly file: number }
   /** A replay's check (RawChunkVerifier): does the raw chunk pack to `expected`? Nothing is written. */
   | { readonly _tag: "Verify"; readonly id: number; readonly expected: Uint8Array } & RawChunk
-  /** The same, the recorded bytes being the events frame at `offset` in the trace file `fd` (read and checked there). */
-  | { readonly _tag: "VerifyAt"; readonly id: number; readonly fd: number; readonly offset: number } & RawChunk
+  /** The same, the recorded bytes being the events frame at `offset` in the trace file `fd` of `size` bytes (read and checked there). */
+  | { readonly _tag: "VerifyAt"; readonly id: number; readonly fd: number; readonly size: number; readonly offset: number } & RawChunk
 
 export type PackReply =
   /** Written: `length` bytes at the file's next offset. For a chunk, what the index needs of it. */

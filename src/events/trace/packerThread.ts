@@ -61,6 +61,17 @@ export interface PackerOptions {
 
 const defaultEntry = new URL("./packerWorker.bundle.mjs", import.meta.url)
 
+/**
+ * A chunk's words as posted, and the buffers the post moves: shared words go as they are;
+ * the caller's own buffer is moved when `transfer` allows it; anything else, a copy (moved).
+ */
+const postedWords = (words: Float64Array, transfer: boolean): { readonly words: Float64Array; readonly moved: Array<ArrayBuffer> } => {
+  if (words.buffer instanceof SharedArrayBuffer) return { words, moved: [] }
+  const own = transfer && words.byteOffset === 0 && words.byteLength === words.buffer.byteLength
+  const sent = own ? words : words.slice()
+  return { words: sent, moved: [sent.buffer as ArrayBuffer] }
+}
+
 /** One worker thread, shared by every recording of the process that uses its entry. */
 export class PackerThread {
   private state: "starting" | "ready" | "dead" = "starting"
@@ -124,12 +135,9 @@ export class PackerThread {
   /** Hands the worker a chunk for `file`; its reply comes under the id. Throws if the chunk cannot be posted. */
   postChunk(file: number, chunk: RawChunk, transfer: boolean): number {
     const id = this.nextId++
-    const words = chunk.words
-    const shared = words.buffer instanceof SharedArrayBuffer
-    const own = transfer && words.byteOffset === 0 && words.byteLength === words.buffer.byteLength
-    const sent = shared || own ? words : words.slice()
-    const request: PackRequest = { _tag: "Chunk", id, file, firstSeq: chunk.firstSeq, count: chunk.count, words: sent, objects: chunk.objects }
-    this.port.postMessage(request, shared ? [] : [sent.buffer as ArrayBuffer])
+    const { words, moved } = postedWords(chunk.words, transfer)
+    const request: PackRequest = { _tag: "Chunk", id, file, firstSeq: chunk.firstSeq, count: chunk.count, words, objects: chunk.objects }
+    this.port.postMessage(request, moved)
     this.posted++
     return id
   }
@@ -142,18 +150,15 @@ export class PackerThread {
    */
   postVerify(chunk: RawChunk, recorded: Uint8Array | FrameAt): number {
     const id = this.nextId++
-    const words = chunk.words
-    const shared = words.buffer instanceof SharedArrayBuffer
-    const sent = shared ? words : words.slice()
-    const transfer: Array<ArrayBuffer> = shared ? [] : [sent.buffer as ArrayBuffer]
-    const fields = { id, firstSeq: chunk.firstSeq, count: chunk.count, words: sent, objects: chunk.objects }
+    const { words, moved } = postedWords(chunk.words, false)
+    const fields = { id, firstSeq: chunk.firstSeq, count: chunk.count, words, objects: chunk.objects }
     let request: PackRequest
     if (recorded instanceof Uint8Array) {
       const expected = recorded.slice()
-      transfer.push(expected.buffer as ArrayBuffer)
+      moved.push(expected.buffer as ArrayBuffer)
       request = { _tag: "Verify", ...fields, expected }
-    } else request = { _tag: "VerifyAt", ...fields, fd: recorded.fd, offset: recorded.offset }
-    this.port.postMessage(request, transfer)
+    } else request = { _tag: "VerifyAt", ...fields, fd: recorded.fd, size: recorded.size, offset: recorded.offset }
+    this.port.postMessage(request, moved)
     this.posted++
     return id
   }
@@ -475,9 +480,10 @@ export interface VerifierOptions {
   readonly stallMs?: number
 }
 
-/** An events frame in a trace file. */
+/** An events frame in a trace file of `size` bytes. */
 export interface FrameAt {
   readonly fd: number
+  readonly size: number
   readonly offset: number
 }
 

@@ -175,6 +175,7 @@ var bytesEqual = (a, b) => {
 };
 
 // src/events/trace/frameBytes.ts
+import * as fs from "node:fs";
 import { crc32 } from "node:zlib";
 import { Packr, RESET_BUFFER_MODE } from "msgpackr";
 var magic = Uint8Array.of(137, 86, 77, 82, 82, 13, 10, 26);
@@ -205,6 +206,51 @@ var detachBinary = (value) => {
 var shortText = (text, max = 160) => {
   const line = text.replace(/\s+/g, " ").trim();
   return line.length <= max ? line : `${line.slice(0, max - 1)}\u2026`;
+};
+var fileSource = (fd, size) => ({
+  size,
+  fd,
+  read: (offset, length) => {
+    const buffer = new Uint8Array(Math.max(0, Math.min(length, size - offset)));
+    let filled = 0;
+    while (filled < buffer.length) {
+      const n = fs.readSync(fd, buffer, filled, buffer.length - filled, offset + filled);
+      if (n === 0) break;
+      filled += n;
+    }
+    return filled === buffer.length ? buffer : buffer.subarray(0, filled);
+  }
+});
+var hex32 = (n) => `0x${n.toString(16).padStart(8, "0")}`;
+var frameAt = (index, offset) => `frame ${index} at byte ${offset}`;
+var readPayload = (source, offset, index) => {
+  if (offset >= source.size) return { _tag: "Eof" };
+  const where = frameAt(index, offset);
+  const damage = (reason) => ({ _tag: "Damage", reason });
+  const head = source.read(offset, frameHeadBytes);
+  if (head.length < frameHeadBytes) {
+    return damage(`file ends inside ${where}: ${head.length} of its 8 length and checksum bytes present`);
+  }
+  const view = new DataView(head.buffer, head.byteOffset, head.byteLength);
+  const length = view.getUint32(0, true);
+  const stored = view.getUint32(4, true);
+  if (length === 0) {
+    return damage(`${where}: length field is 0 (zero-filled bytes?)`);
+  }
+  if (length > maxPayloadBytes) {
+    return damage(`${where}: length field says ${length} bytes, more than the ${maxPayloadBytes}-byte limit`);
+  }
+  const payloadStart = offset + frameHeadBytes;
+  const present = Math.min(length, source.size - payloadStart);
+  const payload = present < length ? void 0 : source.read(payloadStart, length);
+  if (payload === void 0 || payload.length < length) {
+    return damage(`file ends inside ${where}: ${payload?.length ?? present} of ${length} payload bytes present`);
+  }
+  const computed = crc32(payload);
+  if (computed !== stored) {
+    return damage(`${where}: checksum mismatch (stored ${hex32(stored)}, computed ${hex32(computed)})`);
+  }
+  return { _tag: "Payload", payload, end: payloadStart + length };
 };
 
 // src/events/trace/packedCodec.ts
@@ -770,8 +816,6 @@ var makeRawChunkFramer = (codec2, layouts) => {
 };
 
 // src/events/trace/verifyPacked.ts
-import * as fs from "node:fs";
-import { crc32 as crc323 } from "node:zlib";
 var packsTo = (codec2, chunk, expected) => {
   try {
     const bytes = codec2.packRawEvents(chunk).bytes;
@@ -780,22 +824,11 @@ var packsTo = (codec2, chunk, expected) => {
     return false;
   }
 };
-var packedChunkAt = (fd, offset, firstSeq) => {
+var packedChunkAt = (fd, size, offset, firstSeq) => {
   try {
-    const head = new Uint8Array(frameHeadBytes);
-    if (fs.readSync(fd, head, 0, frameHeadBytes, offset) !== frameHeadBytes) return void 0;
-    const view = new DataView(head.buffer);
-    const length = view.getUint32(0, true);
-    if (length === 0 || length > maxPayloadBytes) return void 0;
-    const payload = new Uint8Array(length);
-    let filled = 0;
-    while (filled < length) {
-      const n = fs.readSync(fd, payload, filled, length - filled, offset + frameHeadBytes + filled);
-      if (n === 0) return void 0;
-      filled += n;
-    }
-    if (crc323(payload) !== view.getUint32(4, true)) return void 0;
-    const value = packr.unpack(payload);
+    const read = readPayload(fileSource(fd, size), offset, 0);
+    if (read._tag !== "Payload") return void 0;
+    const value = packr.unpack(read.payload);
     return value.kind === "events" && value.firstSeq === firstSeq && value.packed instanceof Uint8Array ? value.packed : void 0;
   } catch {
     return void 0;
@@ -838,7 +871,7 @@ var handle = (request) => {
     case "Verify":
       return reply({ _tag: "Verified", id: request.id, same: packsTo(codec, request, request.expected) });
     case "VerifyAt": {
-      const expected = packedChunkAt(request.fd, request.offset, request.firstSeq);
+      const expected = packedChunkAt(request.fd, request.size, request.offset, request.firstSeq);
       return reply({ _tag: "Verified", id: request.id, same: expected !== void 0 && packsTo(codec, request, expected) });
     }
   }

@@ -58,7 +58,7 @@ const handle = (request: PackRequest): void => {
     case "Verify":
       return reply({ _tag: "Verified", id: request.id, same: packsTo(codec, request, request.expected) })
     case "VerifyAt": {
-      const expected = packedChunkAt(request.fd, request.offset, request.firstSeq)
+      const expected = packedChunkAt(request.fd, request.size, request.offset, request.firstSeq)
       return reply({ _tag: "Verified", id: request.id, same: expected !== undefined && packsTo(codec, request, expected) })
     }
   }

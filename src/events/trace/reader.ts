@@ -7,7 +7,7 @@ import * as Stream from "effect/Stream"
 import type { VmEvent } from "../VmEvent.ts"
 import { TraceDecoder } from "./codec.ts"
 import { ioError, TraceCorrupt, type TraceError } from "./errors.ts"
-import type { ByteSource } from "./framing.ts"
+import { fileSource } from "./framing.ts"
 import type { TraceHeader } from "./schema.ts"
 
 /**
@@ -24,21 +24,6 @@ export interface OpenTrace {
    */
   readonly events: Stream.Stream<VmEvent, TraceError>
 }
-
-export const fileSource = (fd: number, size: number): ByteSource => ({
-  size,
-  fd,
-  read: (offset, length) => {
-    const buffer = new Uint8Array(Math.max(0, Math.min(length, size - offset)))
-    let filled = 0
-    while (filled < buffer.length) {
-      const n = fs.readSync(fd, buffer, filled, buffer.length - filled, offset + filled)
-      if (n === 0) break // the file shrank under us: the decoder reports it as truncation
-      filled += n
-    }
-    return filled === buffer.length ? buffer : buffer.subarray(0, filled)
-  }
-})
 
 export const openFile = (path: string): Effect.Effect<{ readonly fd: number; readonly size: number }, TraceError, Scope.Scope> =>
   Effect.acquireRelease(

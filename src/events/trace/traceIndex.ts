@@ -1,4 +1,3 @@
-import { crc32 } from "node:zlib"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as ParseResult from "effect/ParseResult"
@@ -7,9 +6,10 @@ import * as Schema from "effect/Schema"
 import type { VmEvent } from "../VmEvent.ts"
 import { decodeEventChunk, TraceDecoder, type TraceIndexBuilder } from "./codec.ts"
 import { ioError, TraceCorrupt, type TraceError } from "./errors.ts"
-import { type ByteSource, frameHeadBytes, magic, maxPayloadBytes, readFrame } from "./framing.ts"
+import { type ByteSource, fileSource, frameHeadBytes, magic, maxPayloadBytes, readFrame } from "./framing.ts"
+import { readPayload } from "./frameBytes.ts"
 import { type PruneShape, unpackPruned } from "./prunedUnpack.ts"
-import { fileSource, openFile } from "./reader.ts"
+import { openFile } from "./reader.ts"
 import { Checkpoint, TraceEnd, type TraceHeader } from "./schema.ts"
 
 /**
@@ -187,9 +187,9 @@ export class SeekableTrace {
   }
 
   /** Where chunk `i`'s frame is, when the trace is a file: for the packer thread to read it itself (verifyPacked.ts). */
-  chunkFrameAt(i: number): { readonly fd: number; readonly offset: number; readonly firstSeq: number } | undefined {
+  chunkFrameAt(i: number): { readonly fd: number; readonly size: number; readonly offset: number } | undefined {
     const fd = this.source.fd
-    return fd === undefined ? undefined : { fd, offset: this.index.chunkOffsets[i]!, firstSeq: this.index.chunkSeqs[i]! }
+    return fd === undefined ? undefined : { fd, size: this.source.size, offset: this.index.chunkOffsets[i]! }
   }
 
   /** Checkpoint `i` (in index order). */
@@ -207,12 +207,9 @@ export class SeekableTrace {
    */
   checkpointPart(i: number, sections: PruneShape): Checkpoint {
     const offset = this.index.checkpointOffsets[i]!
-    const head = this.source.read(offset, frameHeadBytes)
-    const view = new DataView(head.buffer, head.byteOffset, head.byteLength)
-    const length = head.length === frameHeadBytes ? view.getUint32(0, true) : 0
-    const payload = length > 0 && length <= maxPayloadBytes ? this.source.read(offset + frameHeadBytes, length) : undefined
-    if (payload?.length === length && crc32(payload) === view.getUint32(4, true)) {
-      const part = unpackPruned(payload, { kind: true, seq: true, time: true, sections })?.value as Partial<Record<keyof Checkpoint, unknown>> | undefined
+    const read = readPayload(this.source, offset, this.frameNumber(offset))
+    if (read._tag === "Payload") {
+      const part = unpackPruned(read.payload, { kind: true, seq: true, time: true, sections })?.value as Partial<Record<keyof Checkpoint, unknown>> | undefined
       const count = (n: unknown) => Number.isSafeInteger(n) && (n as number) >= 0
       // What the schema accepts, checked without its cost.
       if (part?.kind === "checkpoint" && count(part.seq) && count(part.time) && typeof part.sections === "object" && part.sections !== null) {
